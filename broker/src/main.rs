@@ -1,0 +1,4 @@
+//! The `vaart` binary.
+fn main() {
+    println!("vaart: not built yet");
+}

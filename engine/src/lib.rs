@@ -1,0 +1,1 @@
+//! Vaart storage engine.
