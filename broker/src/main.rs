@@ -1,4 +1,150 @@
 //! The `vaart` binary.
-fn main() {
-    println!("vaart: not built yet");
+//!
+//! # Layout
+//! - `main`: parses the command line (clap subcommands; `start` runs a broker), sets up
+//!   logging to stderr, and hands over to [`vaart_broker::server::run`].
+//! - Further subcommands (`topics`, `console-producer`, ...) go in [`Command`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing::{error, warn};
+use vaart_broker::config::{BrokerConfig, ConfigInputs};
+
+#[global_allocator]
+static ALLOCATOR: vaart_broker::alloc_guard::GuardedAlloc = vaart_broker::alloc_guard::GuardedAlloc;
+
+/// Vaart: a Kafka-compatible, thread-per-core streaming broker.
+#[derive(Debug, Parser)]
+#[command(name = "vaart", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker.
+    Start(StartArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Settings keep Kafka's names (num.partitions, log.retention.ms, ...). Layers, later wins: \
+built-in defaults < --config FILE < VAART_* environment (VAART_NUM_PARTITIONS=3) < --set NAME=VALUE < \
+the dedicated flags. Log level: RUST_LOG or VAART_LOG (default info)."
+)]
+struct StartArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "VAART_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (setting `listen`), e.g. 127.0.0.1:9092.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Data directory (setting `data.dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This broker's node id (setting `node.id`).
+    #[arg(long, value_name = "N")]
+    node_id: Option<i32>,
+    /// Number of shards (pinned executors); default: number of CPUs.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Any setting by its Kafka name; repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", env = "VAART_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("VAART_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr (the supervisor went away) must not turn log lines into panics.
+        .log_internal_errors(false)
+        .with_thread_names(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A panic is a broker bug. A shard that died would leave the process half alive (its
+/// partitions unreachable, shutdown waiting for it forever), so any panic ends the process.
+fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        error!("fatal: a broker thread panicked ({info}); exiting");
+        std::process::exit(101);
+    }));
+}
+
+fn start(args: StartArgs) -> ExitCode {
+    init_logging(args.log_format);
+    exit_on_panic();
+    let mut dedicated: Vec<(&'static str, String)> = Vec::new();
+    if let Some(listen) = args.listen {
+        dedicated.push(("listen", listen));
+    }
+    if let Some(dir) = args.data_dir {
+        dedicated.push(("data.dir", dir.display().to_string()));
+    }
+    if let Some(node_id) = args.node_id {
+        dedicated.push(("node.id", node_id.to_string()));
+    }
+    if let Some(shards) = args.shards {
+        dedicated.push(("shards", shards.to_string()));
+    }
+    let inputs = ConfigInputs {
+        file: args.config,
+        env: std::env::vars().collect(),
+        set_flags: args.set,
+        dedicated_flags: dedicated,
+    };
+    let config = match BrokerConfig::load(&inputs) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                warn!("{warning}");
+            }
+            config
+        }
+        Err(err) => {
+            error!("configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match vaart_broker::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => start(args),
+    }
 }

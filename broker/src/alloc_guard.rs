@@ -1,0 +1,129 @@
+//! A global allocator wrapper that keeps a hostile length prefix from aborting the broker.
+//!
+//! kafka-protocol 0.18 decodes an array by calling `Vec::with_capacity(n)` with the element
+//! count read from the wire, before decoding any element (upstream PRs #152/#161/#200 are
+//! still open). An 8-byte request claiming 2^31 topics asks for ~150 GB up front; the
+//! allocator refuses and Rust aborts the process — any client could kill the broker.
+//!
+//! The guard serves allocations of [`HUGE_ALLOCATION_BYTES`] or more with an anonymous
+//! `mmap(MAP_NORESERVE)`: address space only, no memory is committed until touched. The
+//! decoder then fails on the missing bytes and frees it. Real memory use still follows the
+//! bytes actually decoded, which `socket.request.max.bytes` bounds. Smaller allocations go
+//! to the system allocator unchanged. (With `vm.overcommit_memory=2`, MAP_NORESERVE is not
+//! honoured; there the guard cannot help and the kernel setting should be left at 0.)
+//!
+//! Installed by the `vaart` binary (`#[global_allocator]` in `main.rs`) and by this crate's
+//! unit tests, which decode arbitrary bytes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Allocations at least this large are mapped lazily.
+pub const HUGE_ALLOCATION_BYTES: usize = 256 * 1024 * 1024;
+const PAGE_BYTES: usize = 4096;
+
+/// The allocator; see the module docs.
+pub struct GuardedAlloc;
+
+fn is_huge(layout: Layout) -> bool {
+    layout.size() >= HUGE_ALLOCATION_BYTES && layout.align() <= PAGE_BYTES
+}
+
+fn map_lazily(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping with no fixed address; the kernel picks the range.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        ptr.cast()
+    }
+}
+
+// SAFETY: every method either forwards to `System` with the same layout, or uses a private
+// anonymous mapping of exactly `layout.size()` bytes (page-aligned, so any align <= 4096 is
+// met, and zero-filled), released with munmap of the same size. Which path an allocation took
+// is a pure function of its layout, so dealloc/realloc always pick the matching release.
+unsafe impl GlobalAlloc for GuardedAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if is_huge(layout) {
+            map_lazily(layout.size())
+        } else {
+            // SAFETY: forwarded with the caller's (valid, non-zero-size) layout.
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if is_huge(layout) {
+            // Anonymous mappings are zero-filled.
+            map_lazily(layout.size())
+        } else {
+            // SAFETY: forwarded with the caller's layout.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_huge(layout) {
+            // SAFETY: `ptr` came from `map_lazily(layout.size())` (same layout => same path).
+            unsafe {
+                libc::munmap(ptr.cast(), layout.size());
+            }
+        } else {
+            // SAFETY: `ptr` came from System with this layout.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size`, rounded to `layout.align()`, fits isize.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        match (is_huge(layout), is_huge(new_layout)) {
+            // SAFETY: both sides belong to System.
+            (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
+            _ => {
+                // SAFETY: allocation, copy of the overlapping prefix, and release each use the
+                // path matching their layout; the regions do not overlap.
+                unsafe {
+                    let new_ptr = self.alloc(new_layout);
+                    if !new_ptr.is_null() {
+                        std::ptr::copy_nonoverlapping(ptr, new_ptr, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                    new_ptr
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_capacity_does_not_abort() {
+        // ~100 GB of address space, never touched.
+        let v: Vec<[u64; 16]> = Vec::with_capacity(100 * 1024 * 1024 * 1024 / 128);
+        assert!(v.capacity() > 0);
+        drop(v);
+    }
+
+    #[test]
+    fn growth_across_the_threshold_keeps_contents() {
+        let mut v: Vec<u8> = vec![7u8; 1024];
+        v.reserve(HUGE_ALLOCATION_BYTES);
+        assert_eq!(v.len(), 1024);
+        assert!(v.iter().all(|&b| b == 7));
+        v.shrink_to_fit();
+        assert!(v.iter().all(|&b| b == 7));
+    }
+}

@@ -1,0 +1,384 @@
+//! One client connection: a reader that frames and dispatches requests, and a writer that
+//! sends responses in request order (Kafka answers a connection's requests in order).
+//!
+//! Bounds: a frame above `socket.request.max.bytes` closes the connection before its body is
+//! read; request bytes in flight are limited by `connection.inflight.max.bytes` (the reader
+//! stops reading, so TCP pushes back on the client); at most [`MAX_INFLIGHT_REQUESTS`]
+//! requests wait for their responses.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
+use glommio::Task;
+use kafka_protocol::messages::ApiKey;
+use tracing::{debug, info, warn};
+
+use super::io::{close, read, write_all_vectored};
+use crate::handlers::{self, api_versions, BodyPart, HandlerError, Ordering, Response, Route};
+use crate::local_sync::{Event, Latch};
+use crate::protocol::frame::{bytes_missing, split_frame};
+use crate::protocol::request::{decode_header, fixed_prefix, RequestHead};
+use crate::protocol::response::{response_head, response_header_version};
+use crate::shard::Shard;
+
+/// Most requests one connection may have waiting for responses.
+pub const MAX_INFLIGHT_REQUESTS: usize = 512;
+/// Smallest read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest read. The buffer grows with the bytes that actually arrive, not with what a
+/// length prefix claims, so a client announcing a 100 MiB frame and sending nothing costs
+/// at most this much.
+const READ_CHUNK_MAX_BYTES: usize = 1024 * 1024;
+
+/// A response slot in the ordered queue.
+struct Pending {
+    head: RequestHead,
+    outcome: Outcome,
+    _permit: Option<StaticPermit>,
+}
+
+enum Outcome {
+    /// A handler running in its own task.
+    Running(Task<Result<Response, HandlerError>>),
+    /// A response known at dispatch time.
+    Ready(Bytes),
+}
+
+/// Why a connection ended (for the log line).
+#[derive(Debug)]
+enum CloseReason {
+    PeerClosed,
+    Shutdown,
+    WriterStopped,
+    Io(std::io::Error),
+    Protocol(String),
+}
+
+struct ConnectionState {
+    shard: Rc<Shard>,
+    peer: Option<SocketAddr>,
+    id: u64,
+    stream: RefCell<TcpStream>,
+    /// Request bytes in flight (each request holds permits until its response is written).
+    budget: Rc<Semaphore>,
+    budget_bytes: u64,
+    /// Requests dispatched but not yet answered.
+    inflight: Cell<usize>,
+    inflight_changed: Rc<Event>,
+    /// Set by the writer when it stops (write error or handler failure).
+    writer_stopped: Rc<Latch>,
+}
+
+/// Serves one accepted connection until it closes or the shard shuts down.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(error = %err, "cannot set TCP_NODELAY");
+    }
+    let id = shard.connection_opened();
+    let budget_bytes = shard.config.connection_inflight_max_bytes;
+    let state = Rc::new(ConnectionState {
+        shard: shard.clone(),
+        peer,
+        id,
+        stream: RefCell::new(stream),
+        budget: Rc::new(Semaphore::new(budget_bytes)),
+        budget_bytes,
+        inflight: Cell::new(0),
+        inflight_changed: Event::new(),
+        writer_stopped: Latch::new(),
+    });
+    debug!(shard = %shard.id, conn = id, peer = ?peer, "connection opened");
+
+    let (queue_tx, queue_rx) = local_channel::new_bounded(MAX_INFLIGHT_REQUESTS);
+    let writer = glommio::spawn_local(write_loop(state.clone(), queue_rx));
+    let reason = read_loop(&state, &queue_tx).await;
+    // Let the writer send every response already queued, then stop.
+    drop(queue_tx);
+    writer.await;
+    match &reason {
+        CloseReason::Protocol(message) => {
+            warn!(shard = %shard.id, conn = id, peer = ?peer, "closing connection: {message}")
+        }
+        CloseReason::Io(err) => {
+            debug!(shard = %shard.id, conn = id, peer = ?peer, error = %err, "connection I/O error")
+        }
+        other => {
+            debug!(shard = %shard.id, conn = id, peer = ?peer, reason = ?other, "connection closed")
+        }
+    }
+    // glommio closes fds asynchronously; close explicitly so the peer sees EOF now
+    // (RUNTIME-NOTES pitfall 3).
+    if let Err(err) = close(&state.stream).await {
+        debug!(conn = id, error = %err, "close failed");
+    }
+    shard.connection_closed();
+}
+
+async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) -> CloseReason {
+    let shard = &state.shard;
+    let max_frame = usize::try_from(shard.config.socket_request_max_bytes).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        // Dispatch every complete frame already buffered.
+        loop {
+            match split_frame(&mut buf, max_frame) {
+                Ok(Some(frame)) => {
+                    if let Err(reason) = dispatch(state, queue, frame).await {
+                        return reason;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    return CloseReason::Protocol(format!("invalid request frame: {err}"));
+                }
+            }
+        }
+        if shard.shutdown.is_set() {
+            return CloseReason::Shutdown;
+        }
+        let want = bytes_missing(&buf, max_frame).clamp(READ_CHUNK_BYTES, READ_CHUNK_MAX_BYTES);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let read_result = {
+            let reading = async {
+                let target = buf.get_mut(start..).unwrap_or_default();
+                ReadEvent::Data(read(&state.stream, target).await)
+            };
+            let shutdown = async {
+                shard.shutdown.wait().await;
+                ReadEvent::Shutdown
+            };
+            let writer_stopped = async {
+                state.writer_stopped.wait().await;
+                ReadEvent::WriterStopped
+            };
+            future::or(reading, future::or(shutdown, writer_stopped)).await
+        };
+        match read_result {
+            ReadEvent::Data(Ok(0)) => {
+                buf.truncate(start);
+                return CloseReason::PeerClosed;
+            }
+            ReadEvent::Data(Ok(n)) => buf.truncate(start + n),
+            ReadEvent::Data(Err(err)) => return CloseReason::Io(err),
+            ReadEvent::Shutdown => return CloseReason::Shutdown,
+            ReadEvent::WriterStopped => return CloseReason::WriterStopped,
+        }
+    }
+}
+
+enum ReadEvent {
+    Data(std::io::Result<usize>),
+    Shutdown,
+    WriterStopped,
+}
+
+/// Waits until no request is in flight (or the writer stopped).
+async fn wait_idle(state: &ConnectionState) {
+    loop {
+        let listener = state.inflight_changed.listen();
+        if state.inflight.get() == 0 || state.writer_stopped.is_set() {
+            return;
+        }
+        listener.await;
+    }
+}
+
+async fn dispatch(
+    state: &Rc<ConnectionState>,
+    queue: &LocalSender<Pending>,
+    frame: Bytes,
+) -> Result<(), CloseReason> {
+    let frame_bytes = frame.len() as u64;
+    // Route on the fixed prefix first: an unsupported version may not even have a header we
+    // can decode, and the answer (or the close) does not need one.
+    let (raw_key, api_version, correlation_id) =
+        fixed_prefix(&frame).map_err(|err| CloseReason::Protocol(err.to_string()))?;
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Err(CloseReason::Protocol(format!(
+            "unknown API key {raw_key} v{api_version}, correlation id {correlation_id}"
+        )));
+    };
+    let spec = match handlers::route(api_key, api_version) {
+        Route::Handle(spec) => spec,
+        Route::ApiVersionsUnsupported => {
+            info!(
+                conn = state.id, peer = ?state.peer, version = api_version,
+                "ApiVersions version not supported; answering UNSUPPORTED_VERSION with the supported list"
+            );
+            let body = api_versions::unsupported_version_body()
+                .map_err(|err| CloseReason::Protocol(err.to_string()))?;
+            let head = RequestHead {
+                api_key,
+                api_version,
+                correlation_id,
+                client_id: None,
+            };
+            return enqueue(state, queue, head, Outcome::Ready(body), None).await;
+        }
+        Route::UnsupportedVersion {
+            min_version,
+            max_version,
+        } => {
+            return Err(CloseReason::Protocol(format!(
+                "unsupported version {api_version} of {api_key:?} (supported {min_version}-{max_version}), correlation id {correlation_id}"
+            )));
+        }
+        Route::UnsupportedApi => {
+            return Err(CloseReason::Protocol(format!(
+                "unsupported API {api_key:?} (key {raw_key}) v{api_version}, correlation id {correlation_id}"
+            )));
+        }
+    };
+    let mut body = frame;
+    let head = decode_header(&mut body).map_err(|err| CloseReason::Protocol(err.to_string()))?;
+    // Backpressure: wait until this request's bytes fit the connection's budget. A request
+    // larger than the whole budget waits for an idle connection and then takes all of it.
+    let units = frame_bytes.clamp(1, state.budget_bytes);
+    let permit = state
+        .budget
+        .acquire_static_permit(units)
+        .await
+        .map_err(|_| CloseReason::WriterStopped)?;
+    if spec.ordering == Ordering::Exclusive {
+        wait_idle(state).await;
+    }
+    let task = glommio::spawn_local((spec.handle)(state.shard.clone(), head.clone(), body));
+    enqueue(state, queue, head, Outcome::Running(task), Some(permit)).await?;
+    if spec.ordering == Ordering::Exclusive {
+        wait_idle(state).await;
+    }
+    Ok(())
+}
+
+async fn enqueue(
+    state: &ConnectionState,
+    queue: &LocalSender<Pending>,
+    head: RequestHead,
+    outcome: Outcome,
+    permit: Option<StaticPermit>,
+) -> Result<(), CloseReason> {
+    state.inflight.set(state.inflight.get() + 1);
+    let pending = Pending {
+        head,
+        outcome,
+        _permit: permit,
+    };
+    if queue.send(pending).await.is_err() {
+        return Err(CloseReason::WriterStopped);
+    }
+    Ok(())
+}
+
+async fn write_loop(state: Rc<ConnectionState>, queue: LocalReceiver<Pending>) {
+    while let Some(pending) = queue.recv().await {
+        let result = match pending.outcome {
+            Outcome::Ready(body) => Ok(Response::Body(body)),
+            Outcome::Running(task) => task.await,
+        };
+        let written = match result {
+            Ok(response) => write_response(&state, &pending.head, response).await,
+            Err(err) => {
+                warn!(
+                    conn = state.id, peer = ?state.peer, api = ?pending.head.api_key,
+                    version = pending.head.api_version, correlation_id = pending.head.correlation_id,
+                    "closing connection: {err}"
+                );
+                Err(())
+            }
+        };
+        state.inflight.set(state.inflight.get().saturating_sub(1));
+        state.inflight_changed.notify_all();
+        if written.is_err() {
+            break;
+        }
+    }
+    state.writer_stopped.set();
+    state.inflight_changed.notify_all();
+    // Handlers still queued are cancelled when the queue (and their tasks) drop.
+    drop(queue);
+}
+
+/// A body part ready to send.
+enum Loaded {
+    Memory(Bytes),
+    Read(vaart_engine::ReadBuf),
+}
+
+impl Loaded {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Loaded::Memory(bytes) => bytes,
+            Loaded::Read(buf) => buf,
+        }
+    }
+}
+
+async fn write_response(
+    state: &ConnectionState,
+    head: &RequestHead,
+    response: Response,
+) -> Result<(), ()> {
+    let header_version = response_header_version(head.api_key, head.api_version);
+    let result = match response {
+        Response::NoResponse => return Ok(()),
+        Response::Body(body) => {
+            let Some(prefix) = response_head(header_version, head.correlation_id, body.len())
+            else {
+                warn!(conn = state.id, api = ?head.api_key, "response too large to frame");
+                return Err(());
+            };
+            write_all_vectored(&state.stream, &[&prefix, &body]).await
+        }
+        Response::Parts(parts) => {
+            let body_len = parts
+                .iter()
+                .map(BodyPart::len)
+                .fold(0usize, usize::saturating_add);
+            let Some(prefix) = response_head(header_version, head.correlation_id, body_len) else {
+                warn!(conn = state.id, api = ?head.api_key, "response too large to frame");
+                return Err(());
+            };
+            // File ranges are read (O_DIRECT into aligned buffers) just before sending and
+            // sent from those buffers; memory parts are sent as they are.
+            let mut loaded: Vec<Loaded> = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    BodyPart::Memory(bytes) => loaded.push(Loaded::Memory(bytes)),
+                    BodyPart::File {
+                        file,
+                        position,
+                        length,
+                    } => {
+                        let length = usize::try_from(length).unwrap_or(usize::MAX);
+                        match file.read_at(position, length).await {
+                            Ok(buf) => loaded.push(Loaded::Read(buf)),
+                            Err(err) => {
+                                // The frame length is already promised; the connection
+                                // cannot continue.
+                                warn!(conn = state.id, error = %err, "segment read for a fetch response failed; closing connection");
+                                return Err(());
+                            }
+                        }
+                    }
+                }
+            }
+            let mut slices: Vec<&[u8]> = Vec::with_capacity(loaded.len() + 1);
+            slices.push(&prefix);
+            for part in &loaded {
+                slices.push(part.as_slice());
+            }
+            write_all_vectored(&state.stream, &slices).await
+        }
+    };
+    result.map_err(|err| {
+        debug!(conn = state.id, peer = ?state.peer, error = %err, "write failed");
+    })
+}

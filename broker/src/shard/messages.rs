@@ -1,0 +1,41 @@
+//! Messages shards send each other. All `Send`: record data as `Bytes`, metadata as an
+//! immutable `Arc` snapshot.
+
+use std::sync::Arc;
+
+use crate::metadata::ops::{MetadataOp, TopicResult};
+use crate::metadata::ClusterMetadata;
+use crate::shard::partition_ops::{PartitionReply, PartitionRequest};
+
+/// Why the metadata owner could not apply a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerFailure {
+    /// Persisting the metadata file failed (reported as KAFKA_STORAGE_ERROR).
+    Storage,
+    /// A shard could not be reached to apply the new snapshot.
+    Broadcast,
+    /// The broker is shutting down.
+    ShuttingDown,
+}
+
+/// A request to another shard.
+pub enum MeshRequest {
+    /// To shard 0: apply a metadata change.
+    Metadata(MetadataOp),
+    /// From shard 0: swap in this snapshot (open/close partition logs as needed), then ack.
+    ApplySnapshot(Arc<ClusterMetadata>),
+    /// Shutdown barrier: the sender has no connections left.
+    Drained,
+    /// Data-path operations on partitions the receiver owns, batched per shard.
+    Partition(PartitionRequest),
+}
+
+/// A reply to a [`MeshRequest`].
+pub enum MeshReply {
+    /// Result of a metadata change.
+    Metadata(Result<Vec<TopicResult>, OwnerFailure>),
+    /// Plain acknowledgement.
+    Ack,
+    /// Result of a partition batch.
+    Partition(PartitionReply),
+}

@@ -1,0 +1,356 @@
+//! One shard: a pinned glommio executor with its own connections, partitions and copy of
+//! the metadata, talking to the other shards only through the channel mesh.
+//!
+//! - [`mesh`]: request/reply over `channel_mesh`.
+//! - [`messages`]: what shards send each other.
+//! - [`partition_ops`]: data-path operations forwarded to a partition's owning shard.
+//! - [`partitions`]: the partition logs this shard owns and the operations on them.
+//! - [`fetch_sessions`]: incremental fetch sessions (KIP-227) of this shard's connections.
+//! - [`runtime`]: a shard's life: join the mesh, accept, drain, shut down.
+
+pub mod fetch_sessions;
+pub mod mesh;
+pub mod messages;
+pub mod partition_ops;
+pub mod partitions;
+pub mod runtime;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{BrokerConfig, HostPort};
+use crate::local_sync::{Event, Latch};
+use crate::metadata::ops::{self, MetadataOp, OpContext, TopicResult};
+use crate::metadata::store::{write_atomically, MetadataStore, METADATA_FILE};
+use crate::metadata::ClusterMetadata;
+use crate::types::{NodeId, ShardId};
+use mesh::{Mesh, MeshError};
+use messages::{MeshReply, MeshRequest, OwnerFailure};
+
+/// Incremental fetch session slots per shard (Kafka's
+/// `max.incremental.fetch.session.cache.slots` is 1000 per broker).
+fn config_fetch_session_slots(shard_count: usize) -> usize {
+    (1000 / shard_count.max(1)).max(16)
+}
+
+/// One log line per applied topic change.
+fn log_change(op: &MetadataOp, results: &[TopicResult], version: u64) {
+    let verb = match op {
+        MetadataOp::CreateTopics { .. } => "created topic",
+        MetadataOp::DeleteTopics { .. } => "deleted topic",
+        MetadataOp::CreatePartitions { .. } => "added partitions to topic",
+        MetadataOp::AlterTopicConfigs { .. } => "altered configs of topic",
+    };
+    for result in results {
+        if let Ok(topic) = &result.outcome {
+            info!(
+                metadata_version = version,
+                partitions = topic.partition_count(),
+                configs = ?topic.configs,
+                "{verb} {}",
+                topic.name
+            );
+        }
+    }
+}
+
+/// State only the metadata owner (shard 0) has.
+struct MetadataOwner {
+    store: MetadataStore,
+    /// Serialises changes: apply, persist, broadcast, one at a time, in arrival order.
+    lock: Rc<Semaphore>,
+}
+
+/// Connections accepted by this shard, for draining on shutdown.
+#[derive(Default)]
+struct ConnectionCount {
+    open: Cell<usize>,
+    changed: Rc<Event>,
+    next_id: Cell<u64>,
+}
+
+/// Everything one shard owns. Lives in an `Rc` on its executor; never crosses threads.
+pub struct Shard {
+    /// This shard's index.
+    pub id: ShardId,
+    /// Shards in the process.
+    pub shard_count: usize,
+    /// Effective configuration (read-only, shared by all shards).
+    pub config: Arc<BrokerConfig>,
+    /// Address advertised to clients.
+    pub advertised: HostPort,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    /// This shard's end of the mesh.
+    pub mesh: Mesh,
+    owner: Option<MetadataOwner>,
+    /// Set when the process shuts down: stop accepting and reading requests.
+    pub shutdown: Rc<Latch>,
+    drained_peers: Cell<usize>,
+    all_peers_drained: Rc<Latch>,
+    connections: ConnectionCount,
+    partitions: partitions::LocalPartitions,
+    /// Serialises snapshot application (opening/closing logs awaits).
+    snapshot_lock: Rc<Semaphore>,
+    /// Incremental fetch sessions of this shard's connections.
+    pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
+}
+
+impl Shard {
+    /// Creates the shard state. `store` is `Some` only on shard 0.
+    pub fn new(
+        id: ShardId,
+        config: Arc<BrokerConfig>,
+        advertised: HostPort,
+        metadata: Arc<ClusterMetadata>,
+        mesh: Mesh,
+        store: Option<MetadataStore>,
+    ) -> Shard {
+        let shard_count = mesh.shard_count();
+        let all_peers_drained = Latch::new();
+        if shard_count <= 1 {
+            all_peers_drained.set();
+        }
+        Shard {
+            id,
+            shard_count,
+            config,
+            advertised,
+            metadata: RefCell::new(metadata),
+            mesh,
+            owner: store.map(|store| MetadataOwner {
+                store,
+                lock: Rc::new(Semaphore::new(1)),
+            }),
+            shutdown: Latch::new(),
+            drained_peers: Cell::new(0),
+            all_peers_drained,
+            connections: ConnectionCount::default(),
+            partitions: partitions::LocalPartitions::default(),
+            snapshot_lock: Rc::new(Semaphore::new(1)),
+            fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::new(
+                config_fetch_session_slots(shard_count),
+            )),
+        }
+    }
+
+    /// The current metadata snapshot.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    /// Node ids of live brokers (this one, until clustering exists).
+    pub fn live_brokers(&self) -> Vec<NodeId> {
+        vec![self.config.node_id]
+    }
+
+    /// Applies a metadata change through the owner (shard 0). Returns after the change is
+    /// persisted and every shard, this one included, has swapped in the new snapshot.
+    pub async fn change_metadata(
+        self: &Rc<Self>,
+        op: MetadataOp,
+    ) -> Result<Vec<TopicResult>, OwnerFailure> {
+        if self.id == ShardId::METADATA_OWNER {
+            return self.owner_apply(op).await;
+        }
+        match self
+            .mesh
+            .call(ShardId::METADATA_OWNER, MeshRequest::Metadata(op))
+            .await
+        {
+            Ok(MeshReply::Metadata(result)) => result,
+            Ok(_) => {
+                error!(shard = %self.id, "metadata owner sent an unexpected reply kind");
+                Err(OwnerFailure::Broadcast)
+            }
+            Err(err) => {
+                warn!(shard = %self.id, error = %err, "metadata change not delivered");
+                Err(OwnerFailure::ShuttingDown)
+            }
+        }
+    }
+
+    async fn owner_apply(
+        self: &Rc<Self>,
+        op: MetadataOp,
+    ) -> Result<Vec<TopicResult>, OwnerFailure> {
+        let Some(owner) = &self.owner else {
+            error!(shard = %self.id, "metadata change on a shard that is not the owner");
+            return Err(OwnerFailure::Broadcast);
+        };
+        let _turn = owner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| OwnerFailure::ShuttingDown)?;
+        let current = self.metadata();
+        let live = self.live_brokers();
+        let ctx = OpContext {
+            broker: &self.config,
+            shard_count: self.shard_count,
+            live_brokers: &live,
+        };
+        let (next, results) = ops::apply(&current, &op, &ctx);
+        let Some(next) = next else {
+            return Ok(results);
+        };
+        let encoded = owner.store.encode(&next);
+        let dir = self.config.data_dir.clone();
+        let persisted = glommio::executor()
+            .spawn_blocking(move || write_atomically(&dir, METADATA_FILE, &encoded))
+            .await;
+        if let Err(err) = persisted {
+            error!(error = %err, "cannot persist metadata; change rejected");
+            return Err(OwnerFailure::Storage);
+        }
+        let snapshot = Arc::new(next);
+        log_change(&op, &results, snapshot.version);
+        self.broadcast_snapshot(snapshot).await?;
+        Ok(results)
+    }
+
+    async fn broadcast_snapshot(
+        self: &Rc<Self>,
+        snapshot: Arc<ClusterMetadata>,
+    ) -> Result<(), OwnerFailure> {
+        let mut calls = Vec::with_capacity(self.shard_count);
+        for peer in 0..self.shard_count {
+            if peer == self.id.0 {
+                continue;
+            }
+            let shard = self.clone();
+            let snapshot = snapshot.clone();
+            calls.push(glommio::spawn_local(async move {
+                shard
+                    .mesh
+                    .call(ShardId(peer), MeshRequest::ApplySnapshot(snapshot))
+                    .await
+            }));
+        }
+        self.apply_snapshot(snapshot).await;
+        let mut failed = false;
+        for call in calls {
+            if let Err(err) = call.await {
+                warn!(error = %err, "a shard did not apply the metadata snapshot");
+                failed = true;
+            }
+        }
+        if failed {
+            Err(OwnerFailure::Broadcast)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Swaps in a newer snapshot (older or equal versions are ignored): opens partitions
+    /// this shard now owns before the swap (so requests never find a topic without its
+    /// log), and closes deleted ones after it.
+    pub async fn apply_snapshot(self: &Rc<Self>, snapshot: Arc<ClusterMetadata>) {
+        let Ok(_turn) = self.snapshot_lock.acquire_permit(1).await else {
+            return;
+        };
+        let current = self.metadata();
+        if snapshot.version <= current.version {
+            debug!(shard = %self.id, version = snapshot.version, "ignoring stale metadata snapshot");
+            return;
+        }
+        self.sync_partitions(&current, &snapshot).await;
+        *self.metadata.borrow_mut() = snapshot.clone();
+        self.remove_deleted_partitions(&snapshot).await;
+    }
+
+    /// Handles one request from another shard and sends the reply.
+    pub async fn handle_mesh_request(self: Rc<Self>, from: ShardId, id: u64, request: MeshRequest) {
+        let reply = match request {
+            MeshRequest::Metadata(op) => MeshReply::Metadata(self.owner_apply(op).await),
+            MeshRequest::ApplySnapshot(snapshot) => {
+                self.apply_snapshot(snapshot).await;
+                MeshReply::Ack
+            }
+            MeshRequest::Drained => {
+                self.note_peer_drained();
+                MeshReply::Ack
+            }
+            MeshRequest::Partition(request) => {
+                MeshReply::Partition(self.handle_partition_request(request).await)
+            }
+        };
+        if let Err(err) = self.mesh.reply(from, id, reply).await {
+            debug!(shard = %self.id, peer = %from, error = %err, "mesh reply not delivered");
+        }
+    }
+
+    fn note_peer_drained(&self) {
+        let drained = self.drained_peers.get() + 1;
+        self.drained_peers.set(drained);
+        if drained + 1 >= self.shard_count {
+            self.all_peers_drained.set();
+        }
+    }
+
+    /// Sends a partition batch to its owning shard and returns the owner's reply.
+    pub async fn call_partitions(
+        &self,
+        owner: ShardId,
+        request: partition_ops::PartitionRequest,
+    ) -> Result<partition_ops::PartitionReply, MeshError> {
+        match self
+            .mesh
+            .call(owner, MeshRequest::Partition(request))
+            .await?
+        {
+            MeshReply::Partition(reply) => Ok(reply),
+            _ => Err(MeshError::UnexpectedReply(owner)),
+        }
+    }
+
+    /// Tells every peer this shard has no connections left.
+    pub async fn announce_drained(self: &Rc<Self>) -> Result<(), MeshError> {
+        for peer in 0..self.shard_count {
+            if peer != self.id.0 {
+                self.mesh.call(ShardId(peer), MeshRequest::Drained).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes when every peer has announced it is drained.
+    pub async fn wait_peers_drained(&self) {
+        self.all_peers_drained.wait().await;
+    }
+
+    /// Registers a new connection; returns its id.
+    pub fn connection_opened(&self) -> u64 {
+        let id = self.connections.next_id.get();
+        self.connections.next_id.set(id.wrapping_add(1));
+        self.connections.open.set(self.connections.open.get() + 1);
+        id
+    }
+
+    /// Deregisters a connection.
+    pub fn connection_closed(&self) {
+        self.connections
+            .open
+            .set(self.connections.open.get().saturating_sub(1));
+        self.connections.changed.notify_all();
+    }
+
+    /// Number of open connections.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.get()
+    }
+
+    /// Completes when no connection is open.
+    pub async fn wait_connections_closed(&self) {
+        loop {
+            let listener = self.connections.changed.listen();
+            if self.connections.open.get() == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+}

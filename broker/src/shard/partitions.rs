@@ -1,0 +1,844 @@
+//! The partitions a shard owns: their logs, opened at startup and when metadata adds them,
+//! closed and removed when topics are deleted, and the data-path operations on them
+//! (append, read, wait for data, list offsets, delete records, epochs).
+//!
+//! Owned by one shard; other shards reach these partitions only through the mesh.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_lite::future;
+use glommio::{Latency, Shares};
+use tracing::{debug, error, info, warn};
+use vaart_engine::{
+    partition_dir, prime_direct_io, AppendError, Chunk, DirectBackend, LeaderEpoch, LogConfig,
+    LogError, Offset, PartitionLog, ReadError, TimestampMs, TimestampType,
+};
+
+use super::partition_ops::{
+    DeleteRecordsItem, DeleteRecordsOutcome, EpochItem, EpochOutcome, ListOffsetsItem,
+    ListOffsetsOutcome, PartitionKey, PartitionReply, PartitionRequest, ProduceItem,
+    ProduceOutcome, ReadItem, ReadOutcome, WatchItem,
+};
+use super::Shard;
+use crate::config::TimestampTypeSetting;
+use crate::local_sync::Event;
+use crate::metadata::topic_config::{resolve_settings, TopicSettings};
+use crate::metadata::{ClusterMetadata, TopicMeta};
+use crate::protocol::KafkaError;
+
+/// Suffix of a partition directory being deleted (renamed first, removed in the background).
+pub const DELETE_SUFFIX: &str = "-delete";
+
+/// One partition owned by this shard.
+pub struct PartitionState {
+    /// Topic id and partition index.
+    pub key: PartitionKey,
+    /// Topic name (for logs).
+    pub topic: String,
+    /// Current leader epoch.
+    pub leader_epoch: i32,
+    /// The log.
+    pub log: PartitionLog,
+    /// Notified after every append (and on shutdown/deletion) to wake long-polling fetches.
+    pub appended: Rc<Event>,
+    /// The topic settings the log was opened or last updated with.
+    settings: RefCell<TopicSettings>,
+    /// Messages appended since the last flush requested by `flush.messages`.
+    unflushed_messages: Cell<i64>,
+}
+
+/// The partitions one shard owns, by key.
+#[derive(Default)]
+pub struct LocalPartitions {
+    map: RefCell<HashMap<PartitionKey, Rc<PartitionState>>>,
+}
+
+impl LocalPartitions {
+    fn get(&self, key: &PartitionKey) -> Option<Rc<PartitionState>> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    fn all(&self) -> Vec<Rc<PartitionState>> {
+        self.map.borrow().values().cloned().collect()
+    }
+}
+
+fn now_ms() -> TimestampMs {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    TimestampMs(ms)
+}
+
+/// The engine config for a topic's resolved settings.
+pub fn log_config(settings: &TopicSettings, hot_tail_bytes: usize) -> LogConfig {
+    LogConfig {
+        segment_bytes: settings.segment_bytes,
+        segment_ms: settings.segment_ms,
+        retention_ms: settings.retention_ms,
+        retention_bytes: settings.retention_bytes,
+        index_interval_bytes: settings.index_interval_bytes,
+        flush_interval_bytes: None,
+        flush_interval_ms: settings.flush_ms,
+        max_message_bytes: settings.max_message_bytes,
+        message_timestamp_type: match settings.timestamp_type {
+            TimestampTypeSetting::CreateTime => TimestampType::CreateTime,
+            TimestampTypeSetting::LogAppendTime => TimestampType::LogAppendTime,
+        },
+        hot_tail_bytes,
+        ..LogConfig::default()
+    }
+}
+
+/// Maps an append failure to the Kafka error a producer expects.
+pub fn append_error_code(err: &AppendError) -> KafkaError {
+    match err {
+        AppendError::CorruptBatch(_) => KafkaError::CorruptMessage,
+        AppendError::BatchTooLarge { .. } => KafkaError::MessageTooLarge,
+        AppendError::UnsupportedMagic(_) => KafkaError::UnsupportedForMessageFormat,
+        AppendError::InvalidRecord(_) => KafkaError::InvalidRecord,
+        AppendError::Poisoned => KafkaError::KafkaStorageError,
+        AppendError::Closed => KafkaError::NotLeaderOrFollower,
+        AppendError::Backpressure { .. } => KafkaError::RequestTimedOut,
+        AppendError::OffsetOverflow => KafkaError::UnknownServerError,
+        _ => KafkaError::UnknownServerError,
+    }
+}
+
+/// Maps a log failure (flush, delete, read) to a Kafka error.
+pub fn log_error_code(err: &LogError) -> KafkaError {
+    match err {
+        LogError::Closed => KafkaError::NotLeaderOrFollower,
+        LogError::InvalidOffset { .. } => KafkaError::OffsetOutOfRange,
+        _ => KafkaError::KafkaStorageError,
+    }
+}
+
+/// Kafka's leader-epoch fencing: a client ahead of us has newer metadata than we know
+/// about; a client behind us is fenced.
+fn check_leader_epoch(requested: i32, current: i32) -> Option<KafkaError> {
+    if requested < 0 || requested == current {
+        None
+    } else if requested > current {
+        Some(KafkaError::UnknownLeaderEpoch)
+    } else {
+        Some(KafkaError::FencedLeaderEpoch)
+    }
+}
+
+impl Shard {
+    /// A partition this shard owns.
+    pub fn partition(&self, key: &PartitionKey) -> Option<Rc<PartitionState>> {
+        self.partitions.get(key)
+    }
+
+    /// Opens the logs of every partition this shard owns (before it accepts connections).
+    pub async fn open_owned_partitions(self: &Rc<Self>) -> Result<(), String> {
+        // glommio probes polled-I/O support per thread on the first DmaFile it opens
+        // (RUNTIME-NOTES pitfall 1); the main thread wrote the probe file already.
+        prime_direct_io(&self.config.data_dir)
+            .await
+            .map_err(|err| {
+                format!(
+                    "cannot prime direct I/O in {}: {err}",
+                    self.config.data_dir.display()
+                )
+            })?;
+        let snapshot = self.metadata();
+        let mut opened = 0usize;
+        for topic in snapshot.topics.values() {
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                if partition.shard != self.id {
+                    continue;
+                }
+                let index = i32::try_from(index).unwrap_or(i32::MAX);
+                self.open_partition(topic, index, partition.leader_epoch)
+                    .await
+                    .map_err(|err| {
+                        format!("cannot open partition {}-{index}: {err}", topic.name)
+                    })?;
+                opened += 1;
+            }
+        }
+        info!(shard = %self.id, partitions = opened, "partition logs opened");
+        Ok(())
+    }
+
+    async fn open_partition(
+        &self,
+        topic: &TopicMeta,
+        index: i32,
+        leader_epoch: i32,
+    ) -> Result<Rc<PartitionState>, LogError> {
+        let key = PartitionKey {
+            topic_id: topic.id,
+            partition: index,
+        };
+        if let Some(existing) = self.partitions.get(&key) {
+            return Ok(existing);
+        }
+        let settings = resolve_settings(&topic.configs, &self.config);
+        let dir = partition_dir(&self.config.data_dir, &topic.name, index);
+        let config = log_config(&settings, self.config.log_hot_tail_bytes);
+        let (log, report) = PartitionLog::open(DirectBackend, dir, config).await?;
+        debug!(shard = %self.id, topic = %topic.name, partition = index, report = ?report, "opened partition");
+        let state = Rc::new(PartitionState {
+            key,
+            topic: topic.name.clone(),
+            leader_epoch,
+            log,
+            appended: Event::new(),
+            settings: RefCell::new(settings),
+            unflushed_messages: Cell::new(0),
+        });
+        self.partitions.map.borrow_mut().insert(key, state.clone());
+        Ok(state)
+    }
+
+    /// Brings this shard's partitions in line with a new snapshot: opens added partitions it
+    /// owns, applies config changes, closes and removes deleted ones.
+    pub(super) async fn sync_partitions(&self, old: &ClusterMetadata, new: &ClusterMetadata) {
+        for topic in new.topics.values() {
+            let changed_configs = old
+                .topic_by_id(topic.id)
+                .is_some_and(|previous| previous.configs != topic.configs);
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                if partition.shard != self.id {
+                    continue;
+                }
+                let index = i32::try_from(index).unwrap_or(i32::MAX);
+                let key = PartitionKey {
+                    topic_id: topic.id,
+                    partition: index,
+                };
+                match self.partitions.get(&key) {
+                    None => {
+                        if let Err(err) = self
+                            .open_partition(topic, index, partition.leader_epoch)
+                            .await
+                        {
+                            error!(shard = %self.id, topic = %topic.name, partition = index, error = %err, "cannot open new partition");
+                        }
+                    }
+                    Some(state) if changed_configs => {
+                        let settings = resolve_settings(&topic.configs, &self.config);
+                        state
+                            .log
+                            .update_config(log_config(&settings, self.config.log_hot_tail_bytes));
+                        *state.settings.borrow_mut() = settings;
+                        info!(topic = %topic.name, partition = index, "topic config updated");
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Closes and removes the logs of partitions that `new` no longer has. Runs after the
+    /// snapshot is swapped in, so no new request finds them.
+    pub(super) async fn remove_deleted_partitions(&self, new: &ClusterMetadata) {
+        let removed: Vec<Rc<PartitionState>> = {
+            let mut map = self.partitions.map.borrow_mut();
+            let gone: Vec<PartitionKey> = map
+                .keys()
+                .filter(|key| {
+                    new.topic_by_id(key.topic_id)
+                        .and_then(|t| t.partition(crate::types::PartitionIndex(key.partition)))
+                        .is_none_or(|p| p.shard != self.id)
+                })
+                .copied()
+                .collect();
+            gone.iter().filter_map(|key| map.remove(key)).collect()
+        };
+        for state in removed {
+            state.appended.notify_all();
+            if let Err(err) = state.log.close().await {
+                warn!(topic = %state.topic, partition = state.key.partition, error = %err, "error closing deleted partition");
+            }
+            let dir = partition_dir(&self.config.data_dir, &state.topic, state.key.partition);
+            remove_partition_dir(dir, state.key.topic_id.0.simple().to_string()).await;
+            info!(topic = %state.topic, partition = state.key.partition, "partition deleted");
+        }
+    }
+
+    /// Flushes and closes every partition log this shard owns.
+    pub async fn close_partitions(&self) {
+        let all: Vec<Rc<PartitionState>> = self
+            .partitions
+            .map
+            .borrow_mut()
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for state in all {
+            state.appended.notify_all();
+            if let Err(err) = state.log.close().await {
+                error!(topic = %state.topic, partition = state.key.partition, error = %err, "error closing partition log");
+            }
+        }
+    }
+
+    /// Wakes long-polling requests so they answer now (shutdown).
+    pub fn wake_waiters_for_shutdown(&self) {
+        for state in self.partitions.all() {
+            state.appended.notify_all();
+        }
+    }
+
+    /// Starts low-priority background work: retention every
+    /// `log.retention.check.interval.ms`.
+    pub fn start_background_tasks(self: &Rc<Self>) {
+        let queue = glommio::executor().create_task_queue(
+            Shares::Static(50),
+            Latency::NotImportant,
+            "retention",
+        );
+        let shard = self.clone();
+        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms);
+        let spawned = glommio::spawn_local_into(
+            async move {
+                loop {
+                    let stop = future::or(
+                        async {
+                            glommio::timer::sleep(interval).await;
+                            false
+                        },
+                        async {
+                            shard.shutdown.wait().await;
+                            true
+                        },
+                    )
+                    .await;
+                    if stop {
+                        return;
+                    }
+                    shard.enforce_retention_once().await;
+                }
+            },
+            queue,
+        );
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(err) => warn!(error = %err, "cannot start the retention task"),
+        }
+    }
+
+    async fn enforce_retention_once(&self) {
+        for state in self.partitions.all() {
+            if self.shutdown.is_set() {
+                return;
+            }
+            match state.log.enforce_retention(now_ms()).await {
+                Ok(report) if report.deleted_segments > 0 => info!(
+                    topic = %state.topic, partition = state.key.partition,
+                    segments = report.deleted_segments, bytes = report.deleted_bytes,
+                    log_start_offset = report.log_start_offset.0, "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(err) => {
+                    warn!(topic = %state.topic, partition = state.key.partition, error = %err, "retention failed")
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Appends to local partitions; with acks=-1 (and `flush.on.ack.all`) returns after the
+    /// appended data is fdatasync'ed.
+    pub async fn produce_local(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut to_flush: Vec<(usize, Rc<PartitionState>)> = Vec::new();
+        for item in items {
+            let Some(state) = self.partitions.get(&item.key) else {
+                outcomes.push(ProduceOutcome::failed(
+                    KafkaError::NotLeaderOrFollower,
+                    None,
+                ));
+                continue;
+            };
+            let size = item.records.len();
+            if let Err(err) = state.log.writable(size).await {
+                outcomes.push(ProduceOutcome::failed(
+                    log_error_code(&err),
+                    Some(err.to_string()),
+                ));
+                continue;
+            }
+            let epoch = LeaderEpoch(state.leader_epoch);
+            match state.log.append(item.records, epoch, now_ms()) {
+                Ok(info) => {
+                    // Single broker: everything appended is "replicated".
+                    state.log.set_high_watermark(state.log.log_end_offset());
+                    state.appended.notify_all();
+                    let threshold = state.settings.borrow().flush_messages;
+                    let unflushed = state
+                        .unflushed_messages
+                        .get()
+                        .saturating_add(i64::from(info.record_count));
+                    let flush_for_ack = acks == -1 && self.config.flush_on_ack_all;
+                    if unflushed >= threshold && !flush_for_ack {
+                        state.unflushed_messages.set(0);
+                        let log = state.log.clone();
+                        glommio::spawn_local(async move {
+                            if let Err(err) = log.flush().await {
+                                warn!(error = %err, "flush.messages flush failed");
+                            }
+                        })
+                        .detach();
+                    } else {
+                        state
+                            .unflushed_messages
+                            .set(if flush_for_ack { 0 } else { unflushed });
+                    }
+                    if flush_for_ack {
+                        to_flush.push((outcomes.len(), state.clone()));
+                    }
+                    outcomes.push(ProduceOutcome {
+                        error: None,
+                        message: None,
+                        base_offset: info.base_offset.0,
+                        log_append_time_ms: info.log_append_time.map(|t| t.0).unwrap_or(-1),
+                        log_start_offset: state.log.log_start_offset().0,
+                    });
+                }
+                Err(err) => {
+                    info!(topic = %state.topic, partition = state.key.partition, error = %err, "produce rejected");
+                    outcomes.push(ProduceOutcome::failed(
+                        append_error_code(&err),
+                        Some(err.to_string()),
+                    ));
+                }
+            }
+        }
+        // Group commit: flush every partition concurrently, then answer.
+        let flushes: Vec<(usize, glommio::Task<Result<(), LogError>>)> = to_flush
+            .into_iter()
+            .map(|(position, state)| {
+                let log = state.log.clone();
+                (
+                    position,
+                    glommio::spawn_local(async move { log.flush().await }),
+                )
+            })
+            .collect();
+        for (position, flush) in flushes {
+            if let Err(err) = flush.await {
+                error!(error = %err, "flush for acks=all failed");
+                if let Some(outcome) = outcomes.get_mut(position) {
+                    *outcome = ProduceOutcome::failed(log_error_code(&err), Some(err.to_string()));
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Reads local partitions now. The first partition with data returns at least one batch;
+    /// after that, partitions stop contributing once `max_bytes` is reached.
+    pub fn read_local(&self, items: &[ReadItem], max_bytes: usize) -> Vec<ReadOutcome<Chunk>> {
+        let mut remaining = max_bytes;
+        let mut any_data = false;
+        items
+            .iter()
+            .map(|item| {
+                let Some(state) = self.partitions.get(&item.key) else {
+                    return ReadOutcome::failed(KafkaError::NotLeaderOrFollower);
+                };
+                if let Some(error) = check_leader_epoch(item.current_leader_epoch, state.leader_epoch) {
+                    return ReadOutcome::failed(error);
+                }
+                let log = &state.log;
+                let high_watermark = log.high_watermark();
+                let upper = if item.to_log_end { log.log_end_offset() } else { high_watermark };
+                let budget = if any_data { item.max_bytes.min(remaining) } else { item.max_bytes };
+                let mut outcome = ReadOutcome {
+                    error: None,
+                    high_watermark: high_watermark.0,
+                    last_stable_offset: high_watermark.0,
+                    log_start_offset: log.log_start_offset().0,
+                    chunks: Vec::new(),
+                    bytes: 0,
+                };
+                if budget == 0 {
+                    return outcome;
+                }
+                match log.read(Offset(item.fetch_offset), budget, upper) {
+                    Ok(result) => {
+                        outcome.high_watermark = result.high_watermark.0;
+                        outcome.last_stable_offset = result.high_watermark.0;
+                        outcome.log_start_offset = result.log_start_offset.0;
+                        outcome.bytes = result.total_bytes;
+                        outcome.chunks = result.chunks;
+                        if outcome.bytes > 0 {
+                            any_data = true;
+                            remaining = remaining.saturating_sub(outcome.bytes);
+                        }
+                        outcome
+                    }
+                    Err(ReadError::OffsetOutOfRange { .. }) => ReadOutcome {
+                        error: Some(KafkaError::OffsetOutOfRange),
+                        ..outcome
+                    },
+                    Err(ReadError::Log(err)) => {
+                        warn!(topic = %state.topic, partition = state.key.partition, error = %err, "read failed");
+                        ReadOutcome {
+                            error: Some(log_error_code(&err)),
+                            ..outcome
+                        }
+                    }
+                    Err(other) => {
+                        warn!(topic = %state.topic, partition = state.key.partition, error = %other, "read failed");
+                        ReadOutcome {
+                            error: Some(KafkaError::UnknownServerError),
+                            ..outcome
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// True if any watched partition has data beyond the watched offset (or is gone).
+    fn any_data_beyond(&self, items: &[WatchItem]) -> bool {
+        items
+            .iter()
+            .any(|item| match self.partitions.get(&item.key) {
+                None => true,
+                Some(state) => {
+                    let end = if item.to_log_end {
+                        state.log.log_end_offset()
+                    } else {
+                        state.log.high_watermark()
+                    };
+                    end.0 > item.fetch_offset || item.fetch_offset < state.log.log_start_offset().0
+                }
+            })
+    }
+
+    /// Event listeners for local partitions (created before checking for data, so an append
+    /// in between is not missed).
+    pub fn listen_for_appends(
+        &self,
+        keys: impl Iterator<Item = PartitionKey>,
+    ) -> Vec<crate::local_sync::Listener> {
+        keys.filter_map(|key| {
+            self.partitions
+                .get(&key)
+                .map(|state| state.appended.listen())
+        })
+        .collect()
+    }
+
+    /// Waits until a watched local partition has data, `wait_ms` passes, or shutdown.
+    pub async fn watch_local(&self, items: &[WatchItem], wait_ms: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            let listeners = self.listen_for_appends(items.iter().map(|i| i.key));
+            if self.any_data_beyond(items) {
+                return true;
+            }
+            if self.shutdown.is_set() {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let woke = future::or(
+                async {
+                    wait_any(listeners).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(deadline - now).await;
+                    false
+                },
+            );
+            let woke = future::or(woke, async {
+                self.shutdown.wait().await;
+                false
+            })
+            .await;
+            if !woke {
+                return self.any_data_beyond(items);
+            }
+        }
+    }
+
+    /// ListOffsets on local partitions.
+    pub async fn list_offsets_local(&self, items: &[ListOffsetsItem]) -> Vec<ListOffsetsOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let failed = |error| ListOffsetsOutcome {
+                error: Some(error),
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: -1,
+            };
+            let Some(state) = self.partitions.get(&item.key) else {
+                outcomes.push(failed(KafkaError::NotLeaderOrFollower));
+                continue;
+            };
+            if let Some(error) = check_leader_epoch(item.current_leader_epoch, state.leader_epoch) {
+                outcomes.push(failed(error));
+                continue;
+            }
+            let log = &state.log;
+            let found = |offset: Offset, timestamp: i64| ListOffsetsOutcome {
+                error: None,
+                timestamp,
+                offset: offset.0,
+                leader_epoch: state.leader_epoch,
+            };
+            let outcome = match item.timestamp {
+                -1 => found(log.high_watermark(), -1),
+                -2 | -4 => found(log.log_start_offset(), -1),
+                ts if ts < 0 => failed(KafkaError::InvalidRequest),
+                ts => match log.offset_for_timestamp(TimestampMs(ts)).await {
+                    Ok(Some((offset, timestamp))) => found(offset, timestamp.0),
+                    Ok(None) => ListOffsetsOutcome {
+                        error: None,
+                        timestamp: -1,
+                        offset: -1,
+                        leader_epoch: state.leader_epoch,
+                    },
+                    Err(err) => failed(log_error_code(&err)),
+                },
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// DeleteRecords on local partitions.
+    pub async fn delete_records_local(
+        &self,
+        items: &[DeleteRecordsItem],
+    ) -> Vec<DeleteRecordsOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let failed = |error| DeleteRecordsOutcome {
+                error: Some(error),
+                low_watermark: -1,
+            };
+            let Some(state) = self.partitions.get(&item.key) else {
+                outcomes.push(failed(KafkaError::NotLeaderOrFollower));
+                continue;
+            };
+            let high_watermark = state.log.high_watermark().0;
+            let target = if item.offset == -1 {
+                high_watermark
+            } else {
+                item.offset
+            };
+            if target < 0 || target > high_watermark {
+                outcomes.push(failed(KafkaError::OffsetOutOfRange));
+                continue;
+            }
+            match state.log.delete_records_before(Offset(target)).await {
+                Ok(start) => {
+                    state.appended.notify_all();
+                    outcomes.push(DeleteRecordsOutcome {
+                        error: None,
+                        low_watermark: start.0,
+                    });
+                }
+                Err(err) => outcomes.push(failed(log_error_code(&err))),
+            }
+        }
+        outcomes
+    }
+
+    /// OffsetForLeaderEpoch on local partitions.
+    pub fn epochs_local(&self, items: &[EpochItem]) -> Vec<EpochOutcome> {
+        items
+            .iter()
+            .map(|item| {
+                let failed = |error| EpochOutcome {
+                    error: Some(error),
+                    leader_epoch: -1,
+                    end_offset: -1,
+                };
+                let Some(state) = self.partitions.get(&item.key) else {
+                    return failed(KafkaError::NotLeaderOrFollower);
+                };
+                if let Some(error) =
+                    check_leader_epoch(item.current_leader_epoch, state.leader_epoch)
+                {
+                    return failed(error);
+                }
+                match state
+                    .log
+                    .end_offset_for_epoch(LeaderEpoch(item.leader_epoch))
+                {
+                    Some((epoch, offset)) => EpochOutcome {
+                        error: None,
+                        leader_epoch: epoch.0,
+                        end_offset: offset.0,
+                    },
+                    None if item.leader_epoch >= state.leader_epoch => EpochOutcome {
+                        // An empty log has no epoch entries yet: the current epoch ends at LEO.
+                        error: None,
+                        leader_epoch: state.leader_epoch,
+                        end_offset: state.log.log_end_offset().0,
+                    },
+                    None => EpochOutcome {
+                        error: None,
+                        leader_epoch: -1,
+                        end_offset: -1,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Serves a partition batch forwarded by another shard.
+    pub(super) async fn handle_partition_request(
+        &self,
+        request: PartitionRequest,
+    ) -> PartitionReply {
+        match request {
+            PartitionRequest::Produce { acks, items } => {
+                PartitionReply::Produce(self.produce_local(items, acks).await)
+            }
+            PartitionRequest::Read { items, max_bytes } => {
+                let outcomes = self.read_local(&items, max_bytes);
+                let mut sendable = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    sendable.push(load_chunks(outcome).await);
+                }
+                PartitionReply::Read(sendable)
+            }
+            PartitionRequest::Watch { items, wait_ms } => {
+                PartitionReply::Watch(self.watch_local(&items, wait_ms).await)
+            }
+            PartitionRequest::ListOffsets(items) => {
+                PartitionReply::ListOffsets(self.list_offsets_local(&items).await)
+            }
+            PartitionRequest::DeleteRecords(items) => {
+                PartitionReply::DeleteRecords(self.delete_records_local(&items).await)
+            }
+            PartitionRequest::OffsetForLeaderEpoch(items) => {
+                PartitionReply::OffsetForLeaderEpoch(self.epochs_local(&items))
+            }
+        }
+    }
+}
+
+/// Turns engine chunks into `Bytes` to send to another shard: memory chunks as they are,
+/// file chunks read from disk (the only copy on the cross-shard catch-up path: segment file
+/// handles cannot leave their shard).
+async fn load_chunks(outcome: ReadOutcome<Chunk>) -> ReadOutcome<Bytes> {
+    let mut chunks = Vec::with_capacity(outcome.chunks.len());
+    let mut error = outcome.error;
+    for chunk in &outcome.chunks {
+        match chunk.load().await {
+            Ok(bytes) => chunks.push(bytes),
+            Err(err) => {
+                warn!(error = %err, "cannot load a chunk for another shard");
+                if chunks.is_empty() {
+                    error = Some(log_error_code(&err));
+                }
+                break;
+            }
+        }
+    }
+    let bytes = chunks.iter().map(Bytes::len).sum();
+    ReadOutcome {
+        error,
+        high_watermark: outcome.high_watermark,
+        last_stable_offset: outcome.last_stable_offset,
+        log_start_offset: outcome.log_start_offset,
+        chunks,
+        bytes,
+    }
+}
+
+/// Completes when any listener fires (never, if there are none).
+pub async fn wait_any(listeners: Vec<crate::local_sync::Listener>) {
+    if listeners.is_empty() {
+        return future::pending().await;
+    }
+    let mut listeners = listeners;
+    future::poll_fn(|cx| {
+        for listener in listeners.iter_mut() {
+            if std::future::Future::poll(std::pin::Pin::new(listener), cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Renames a deleted partition's directory out of the way, then removes it on a blocking
+/// thread so the shard does not stall on a large directory.
+async fn remove_partition_dir(dir: PathBuf, unique: String) {
+    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let doomed = dir.with_file_name(format!("{name}.{unique}{DELETE_SUFFIX}"));
+    if let Err(err) = std::fs::rename(&dir, &doomed) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            warn!(dir = %dir.display(), error = %err, "cannot rename deleted partition directory");
+        }
+        return;
+    }
+    glommio::executor()
+        .spawn_blocking(move || {
+            if let Err(err) = std::fs::remove_dir_all(&doomed) {
+                warn!(dir = %doomed.display(), error = %err, "cannot remove deleted partition directory");
+            }
+        })
+        .await;
+}
+
+/// Removes leftovers of interrupted deletions and, when the metadata file existed, partition
+/// directories no topic owns (a crash between persisting a delete and removing its files).
+/// Runs once in the main thread before shards start.
+pub fn clean_data_dir(data_dir: &Path, metadata: &ClusterMetadata, metadata_existed: bool) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(DELETE_SUFFIX) {
+            if let Err(err) = std::fs::remove_dir_all(&path) {
+                warn!(dir = %path.display(), error = %err, "cannot remove deleted partition directory");
+            }
+            continue;
+        }
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<usize>() else {
+            continue;
+        };
+        let known = metadata
+            .topic(topic)
+            .is_some_and(|t| partition < t.partitions.len());
+        if known {
+            continue;
+        }
+        if metadata_existed {
+            warn!(dir = %path.display(), "removing partition directory of a topic that no longer exists");
+            let doomed = path.with_file_name(format!("{name}.orphan{DELETE_SUFFIX}"));
+            if std::fs::rename(&path, &doomed).is_ok() {
+                let _ = std::fs::remove_dir_all(&doomed);
+            }
+        } else {
+            warn!(dir = %path.display(), "partition directory without metadata; leaving it alone");
+        }
+    }
+}

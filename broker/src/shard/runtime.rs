@@ -1,0 +1,208 @@
+//! A shard's life on its executor: join the mesh, open its partitions, accept connections
+//! until shutdown, drain, wait for every other shard to drain, close its logs.
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{future, AsyncReadExt};
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::net::{TcpListener, UnixStream};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use super::mesh::{Envelope, Mesh};
+use super::Shard;
+use crate::config::{BrokerConfig, HostPort};
+use crate::metadata::store::MetadataStore;
+use crate::metadata::ClusterMetadata;
+use crate::net::connection;
+use crate::types::ShardId;
+
+/// How long a shard waits for its connections to finish in-flight requests on shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a shard waits for the others to drain before closing its logs anyway.
+const PEER_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Everything a shard needs to start, built by the main thread.
+pub struct ShardStartup {
+    /// Shard index.
+    pub id: ShardId,
+    /// Effective configuration.
+    pub config: Arc<BrokerConfig>,
+    /// Address advertised to clients.
+    pub advertised: HostPort,
+    /// Metadata as loaded from disk.
+    pub metadata: Arc<ClusterMetadata>,
+    /// The metadata file (shard 0 only).
+    pub store: Option<MetadataStore>,
+    /// This shard's listening socket (bound, listening).
+    pub listener: OwnedFd,
+    /// Read end of this shard's shutdown notification (one byte or EOF = shut down).
+    pub shutdown_signal: OwnedFd,
+    /// The mesh every shard joins.
+    pub mesh: MeshBuilder<Envelope, Full>,
+    /// Where the shard reports that it is serving (or why it cannot).
+    pub ready: mpsc::Sender<StartupReport>,
+}
+
+/// A shard's startup outcome, sent to the main thread.
+#[derive(Debug)]
+pub struct StartupReport {
+    /// Shard.
+    pub shard: ShardId,
+    /// `Err(message)` if the shard cannot serve.
+    pub result: Result<(), String>,
+}
+
+/// A shard that could not run at all.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// Joining the channel mesh failed.
+    #[error("shard {0} could not join the channel mesh")]
+    MeshJoin(ShardId),
+}
+
+/// Runs one shard to completion.
+pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
+    let id = startup.id;
+    let (senders, mut receivers) = startup
+        .mesh
+        .join()
+        .await
+        .map_err(|_| ShardError::MeshJoin(id))?;
+    // Mesh peer ids follow executor creation order, which is shard order.
+    assert_eq!(senders.peer_id(), id.0, "mesh peer id must equal shard id");
+    let mesh = Mesh::new(id, senders);
+    let shard = Rc::new(Shard::new(
+        id,
+        startup.config.clone(),
+        startup.advertised.clone(),
+        startup.metadata.clone(),
+        mesh,
+        startup.store,
+    ));
+    for (peer, receiver) in receivers.streams() {
+        glommio::spawn_local(receive_loop(shard.clone(), ShardId(peer), receiver)).detach();
+    }
+    glommio::spawn_local(watch_shutdown_signal(
+        shard.clone(),
+        startup.shutdown_signal,
+    ))
+    .detach();
+
+    let opened = shard.open_owned_partitions().await;
+    let serving = match opened {
+        Ok(()) => true,
+        Err(message) => {
+            let _ = startup.ready.send(StartupReport {
+                shard: id,
+                result: Err(message),
+            });
+            false
+        }
+    };
+    if serving {
+        shard.start_background_tasks();
+        // SAFETY: the fd is a bound, listening TCP socket created by the main thread for this
+        // shard alone; ownership moves into the glommio listener.
+        let listener = unsafe { TcpListener::from_raw_fd(startup.listener.into_raw_fd()) };
+        let _ = startup.ready.send(StartupReport {
+            shard: id,
+            result: Ok(()),
+        });
+        accept_loop(&shard, &listener).await;
+        drop(listener);
+    } else {
+        shard.shutdown.wait().await;
+    }
+
+    // Drain: connections stop reading new requests once `shutdown` is set and close after
+    // their in-flight responses are written.
+    shard.wake_waiters_for_shutdown();
+    let drained = future::or(
+        async {
+            shard.wait_connections_closed().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(DRAIN_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        warn!(shard = %id, open = shard.open_connections(), "connections did not drain in time; closing them");
+    }
+    if let Err(err) = shard.announce_drained().await {
+        warn!(shard = %id, error = %err, "could not announce drain to every shard");
+    }
+    let peers_drained = future::or(
+        async {
+            shard.wait_peers_drained().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(PEER_DRAIN_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if !peers_drained {
+        warn!(shard = %id, "other shards did not drain in time");
+    }
+    shard.close_partitions().await;
+    shard.mesh.close();
+    debug!(shard = %id, "shard stopped");
+    Ok(())
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            shard.shutdown.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+            }
+            Some(Err(err)) => {
+                warn!(shard = %shard.id, error = %err, "accept failed");
+                glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn receive_loop(shard: Rc<Shard>, peer: ShardId, receiver: ConnectedReceiver<Envelope>) {
+    while let Some(envelope) = receiver.recv().await {
+        match envelope {
+            Envelope::Reply { id, body } => shard.mesh.complete(id, body),
+            Envelope::Request { from, id, body } => {
+                glommio::spawn_local(shard.clone().handle_mesh_request(from, id, body)).detach();
+            }
+        }
+    }
+    debug!(shard = %shard.id, peer = %peer, "mesh channel closed");
+}
+
+async fn watch_shutdown_signal(shard: Rc<Shard>, signal: OwnedFd) {
+    // SAFETY: the fd is one end of a Unix socket pair created by the main thread and owned
+    // by this shard alone.
+    let mut stream = unsafe { UnixStream::from_raw_fd(signal.into_raw_fd()) };
+    let mut byte = [0u8; 1];
+    let _ = stream.read(&mut byte).await;
+    if !shard.shutdown.is_set() {
+        info!(shard = %shard.id, "shutting down: no longer accepting connections");
+    }
+    shard.shutdown.set();
+}
