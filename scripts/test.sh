@@ -152,7 +152,7 @@ run_criterion_benches() {
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 run_pytest() {
     local status=0
-    VAART_BIN="${VAART_BIN:-$repo_root/target/debug/vaart}" \
+    VAART_BIN="${VAART_BIN:-${CARGO_TARGET_DIR:-$repo_root/target}/debug/vaart}" \
         .venv/bin/python -m pytest tests/python -q || status=$?
     if ((status == 5)); then
         log "pytest collected no tests: counted as a failure"

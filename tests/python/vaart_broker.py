@@ -5,7 +5,8 @@ the broker answers an ApiVersions request (bounded), stops it with SIGTERM (whic
 kills it with SIGKILL, and restarts it on the same data dir and port. The broker's stderr goes to
 a file whose tail is quoted in every failure.
 
-The binary is `$VAART_BIN`, or `target/debug/vaart` at the repository root.
+The binary is `$VAART_BIN`, or `debug/vaart` in `$CARGO_TARGET_DIR` (default: `target/` at the
+repository root).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ LOG_TAIL_CHARS = 12_000
 
 def vaart_binary() -> Path:
     """The binary under test; fails the test (never skips) when it is missing."""
-    path = Path(os.environ.get("VAART_BIN", REPO_ROOT / "target" / "debug" / "vaart"))
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+    path = Path(os.environ.get("VAART_BIN", target_dir / "debug" / "vaart"))
     if not path.is_file():
         pytest.fail(f"vaart binary not found at {path}: run `cargo build -p vaart-broker` or set "
                     "VAART_BIN", pytrace=False)

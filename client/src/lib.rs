@@ -1,0 +1,1 @@
+//! Vaart's own small Kafka client (placeholder; see the load generator issue).
