@@ -175,7 +175,7 @@ fn announce(case: CaseResult) -> CaseResult {
 
 /// Case (a): sequential writes of `write_bytes` aligned buffers with `in_flight` writes queued
 /// at once, then one fdatasync; the file is removed afterwards.
-async fn raw_direct_write(
+pub(crate) async fn raw_direct_write(
     path: &Path,
     total_bytes: u64,
     write_bytes: usize,
@@ -369,7 +369,7 @@ fn unix_ms() -> i64 {
 }
 
 /// User + system CPU seconds of the whole process (every thread: glommio's helpers too).
-fn process_cpu_s() -> Option<f64> {
+pub(crate) fn process_cpu_s() -> Option<f64> {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes into the struct we own for the duration of the call.
@@ -382,17 +382,17 @@ fn process_cpu_s() -> Option<f64> {
 }
 
 /// A folder removed (with everything in it) when dropped, also on error paths.
-struct ScratchDir {
+pub(crate) struct ScratchDir {
     path: PathBuf,
 }
 
 impl ScratchDir {
-    fn create(path: PathBuf) -> Result<Self, BenchError> {
+    pub(crate) fn create(path: PathBuf) -> Result<Self, BenchError> {
         fs::create_dir_all(&path).map_err(io_error("create dir", &path))?;
         Ok(Self { path })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -48,6 +48,21 @@ pub enum BenchError {
     /// A command-line value is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// A Kafka client call failed (connect, metadata, admin, produce, fetch).
+    #[error("kafka client: {0}")]
+    Client(#[from] vaart_client::ClientError),
+    /// A load-generator thread panicked or could not be joined.
+    #[error("load thread {thread}: {reason}")]
+    Worker { thread: usize, reason: &'static str },
+    /// The broker refused or lost records during a run.
+    #[error("{count} records failed; first: {first}")]
+    Delivery { count: u64, first: String },
+    /// A results folder held no report to build RESULTS.md from.
+    #[error("no load reports (*.json with a \"kind\") in {0}")]
+    NoResults(PathBuf),
+    /// Drawing the plot failed.
+    #[error("drawing {path}: {reason}")]
+    Plot { path: PathBuf, reason: String },
 }
 
 /// Builds a closure mapping an `io::Error`-convertible error to [`BenchError::Io`], for

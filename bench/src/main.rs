@@ -2,18 +2,27 @@
 //! of the machine that bounds it, in the same run.
 //!
 //! # Layout
+//! - `load`: the load generator, `vaart-bench produce | consume | e2e`, on glommio with Vaart's
+//!   own Kafka client (`vaart-client`), against any Kafka-compatible broker.
+//! - `limits`: `vaart-bench limits`, the machine limits every load figure is compared with
+//!   (O_DIRECT write and read bandwidth of the data disk, loopback TCP bandwidth).
+//! - `results`: `vaart-bench report`, RESULTS.md and its SVG plot from a folder of JSON
+//!   reports (what `bench/run` calls at the end).
 //! - `disk`: `vaart-bench disk`, raw O_DIRECT write bandwidth against engine append throughput
 //!   on the same disk, plus batch validation + CRC throughput.
 //! - `machine`: the machine description (cores, kernel, the disk under a directory) in reports.
-//! - `report`: the printed table and the JSON file.
+//! - `os`: CPU time and resident memory from the kernel (this process and the broker's).
+//! - `report`: the `disk` command's table and JSON.
 //! - `error`: [`error::BenchError`].
-//!
-//! Load-generator subcommands (`produce`, `consume`, `e2e`) come next, beside `disk`.
 
 mod disk;
 mod error;
+mod limits;
+mod load;
 mod machine;
+mod os;
 mod report;
+mod results;
 
 use std::process::ExitCode;
 
@@ -32,6 +41,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Produce load: N producers over K connections, max or open-loop rate.
+    Produce(load::produce::ProduceArgs),
+    /// Consume load: catch-up from the earliest offset, or tail from the latest.
+    Consume(load::consume::ConsumeArgs),
+    /// End-to-end latency: producer timestamp to consumer receipt.
+    E2e(load::e2e::E2eArgs),
+    /// Machine limits: O_DIRECT disk write/read and loopback TCP bandwidth.
+    Limits(limits::LimitsArgs),
+    /// Build RESULTS.md and its plot from a folder of JSON reports.
+    Report(results::ReportArgs),
     /// Raw O_DIRECT write bandwidth vs engine append throughput on one disk.
     Disk(disk::DiskArgs),
 }
@@ -46,6 +65,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Produce(args) => load::produce::run(args),
+        Command::Consume(args) => load::consume::run(args),
+        Command::E2e(args) => load::e2e::run(args),
+        Command::Limits(args) => limits::run(args),
+        Command::Report(args) => results::run(args),
         Command::Disk(args) => disk::run(args),
     };
     match result {

@@ -193,8 +193,33 @@ pub struct BrokerConfig {
     pub flush_on_ack_all: bool,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampTypeSetting,
-    /// `log.cleanup.policy` (only `delete` until compaction exists).
+    /// `log.cleanup.policy`: `delete`, `compact` or `compact,delete`.
     pub log_cleanup_policy: String,
+    /// `log.cleaner.enable`: run log compaction for compacted topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: pause between the cleaner's passes over a shard's partitions.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.min.cleanable.ratio`: default `min.cleanable.dirty.ratio`.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.delete.retention.ms`: default `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`: default `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `group.initial.rebalance.delay.ms`: how long a new group's first rebalance waits for
+    /// more members.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`: members per group.
+    pub group_max_size: usize,
+    /// `offsets.retention.minutes`: committed offsets of an empty group expire after this.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`: longest metadata string of a committed offset.
+    pub offset_metadata_max_bytes: usize,
     /// `message.max.bytes`: largest record batch accepted.
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes`: largest request frame; larger ones close the connection.
@@ -216,6 +241,15 @@ pub struct BrokerConfig {
     pub shard_io_memory_bytes: usize,
     /// `shard.spin.before.park.us` (Vaart): glommio spin before parking; 0 = off.
     pub shard_spin_before_park_us: u64,
+    /// `connections.max.idle.ms`: close connections with no request and no traffic for this
+    /// long; -1 = never.
+    pub connections_max_idle_ms: i64,
+    /// `max.connections`: connections the broker serves at once; enforced per shard as an
+    /// equal share (`ceil(max.connections / shards)`), new ones wait in the accept queue.
+    pub max_connections: i32,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
+    /// produced to it for this long.
+    pub producer_id_expiration_ms: i64,
     /// Every setting that was given explicitly, with its raw value and source.
     pub explicit: BTreeMap<&'static str, (String, ConfigSource)>,
     /// Raw retention/roll values, resolved into `log_retention_ms`/`log_roll_ms` by `load`.
@@ -515,12 +549,134 @@ pub static SETTINGS: &[SettingDef] = &[
         name: "log.cleanup.policy",
         aliases: &[],
         default: Some("delete"),
-        doc: "Default cleanup policy; only `delete` until compaction exists.",
+        doc: "Default cleanup policy: delete, compact or compact,delete.",
         apply: |c, v| {
-            if v.trim() != "delete" {
-                return Err("only `delete` is supported until log compaction exists");
+            crate::metadata::topic_config::validate_cleanup_policy(v)?;
+            c.log_cleanup_policy = v.trim().to_string();
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.cleaner.enable",
+        aliases: &[],
+        default: Some("true"),
+        doc: "Run log compaction for topics with cleanup.policy=compact.",
+        apply: |c, v| {
+            c.log_cleaner_enable = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.cleaner.backoff.ms",
+        aliases: &[],
+        default: Some("15000"),
+        doc: "Pause between log cleaner passes.",
+        apply: |c, v| {
+            c.log_cleaner_backoff_ms = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.cleaner.min.cleanable.ratio",
+        aliases: &[],
+        default: Some("0.5"),
+        doc: "Default min.cleanable.dirty.ratio of compacted topics.",
+        apply: |c, v| {
+            let ratio: f64 = v.trim().parse().map_err(|_| "expected a number")?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err("must be between 0 and 1");
             }
-            c.log_cleanup_policy = "delete".to_string();
+            c.log_cleaner_min_cleanable_ratio = ratio;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.cleaner.delete.retention.ms",
+        aliases: &[],
+        default: Some("86400000"),
+        doc: "Default delete.retention.ms (how long tombstones stay in compacted topics).",
+        apply: |c, v| {
+            c.log_cleaner_delete_retention_ms = parse_at_least(v, 0, "must be >= 0")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.cleaner.min.compaction.lag.ms",
+        aliases: &[],
+        default: Some("0"),
+        doc: "Default min.compaction.lag.ms.",
+        apply: |c, v| {
+            c.log_cleaner_min_compaction_lag_ms = parse_at_least(v, 0, "must be >= 0")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "group.initial.rebalance.delay.ms",
+        aliases: &[],
+        default: Some("3000"),
+        doc: "How long a new group's first rebalance waits for more members to join.",
+        apply: |c, v| {
+            c.group_initial_rebalance_delay_ms = parse_at_least(v, 0, "must be >= 0")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "group.min.session.timeout.ms",
+        aliases: &[],
+        default: Some("6000"),
+        doc: "Smallest session timeout a group member may ask for.",
+        apply: |c, v| {
+            c.group_min_session_timeout_ms = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "group.max.session.timeout.ms",
+        aliases: &[],
+        default: Some("1800000"),
+        doc: "Largest session timeout a group member may ask for.",
+        apply: |c, v| {
+            c.group_max_session_timeout_ms = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "group.max.size",
+        aliases: &[],
+        default: Some("2147483647"),
+        doc: "Most members in one consumer group.",
+        apply: |c, v| {
+            c.group_max_size = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "offsets.retention.minutes",
+        aliases: &[],
+        default: Some("10080"),
+        doc: "Committed offsets of a group that has been empty this long are deleted.",
+        apply: |c, v| {
+            c.offsets_retention_minutes = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "offsets.retention.check.interval.ms",
+        aliases: &[],
+        default: Some("600000"),
+        doc: "How often expired committed offsets are looked for.",
+        apply: |c, v| {
+            c.offsets_retention_check_interval_ms = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "offset.metadata.max.bytes",
+        aliases: &[],
+        default: Some("4096"),
+        doc: "Longest metadata string accepted with a committed offset.",
+        apply: |c, v| {
+            c.offset_metadata_max_bytes = parse_at_least(v, 0, "must be >= 0")?;
             Ok(())
         },
     },
@@ -624,6 +780,36 @@ pub static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
     },
+    SettingDef {
+        name: "connections.max.idle.ms",
+        aliases: &[],
+        default: Some("600000"),
+        doc: "Close connections idle (no request in progress, no bytes either way) for this long; -1 = never.",
+        apply: |c, v| {
+            c.connections_max_idle_ms = parse_at_least(v, -1, "must be >= -1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "max.connections",
+        aliases: &[],
+        default: Some("2147483647"),
+        doc: "Connections served at once (split evenly over the shards); more wait to be accepted.",
+        apply: |c, v| {
+            c.max_connections = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "producer.id.expiration.ms",
+        aliases: &[],
+        default: Some("86400000"),
+        doc: "A partition forgets an idempotent producer that has not produced to it for this long.",
+        apply: |c, v| {
+            c.producer_id_expiration_ms = parse_at_least(v, 1, "must be >= 1")?;
+            Ok(())
+        },
+    },
 ];
 
 /// Finds a setting by its name or an alias.
@@ -676,6 +862,18 @@ impl BrokerConfig {
             flush_on_ack_all: true,
             log_message_timestamp_type: TimestampTypeSetting::CreateTime,
             log_cleanup_policy: "delete".to_string(),
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_delete_retention_ms: 86_400_000,
+            log_cleaner_min_compaction_lag_ms: 0,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX as usize,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
             fetch_max_bytes: 57_671_680,
@@ -686,6 +884,9 @@ impl BrokerConfig {
             log_hot_tail_bytes: 8 * 1024 * 1024,
             shard_io_memory_bytes: 10 * 1024 * 1024,
             shard_spin_before_park_us: 0,
+            connections_max_idle_ms: 600_000,
+            max_connections: i32::MAX,
+            producer_id_expiration_ms: 86_400_000,
             explicit: BTreeMap::new(),
             time_parts: TimeParts::default(),
         }

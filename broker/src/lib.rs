@@ -11,6 +11,8 @@
 //!   vectored writes.
 //! - [`protocol`]: the Kafka wire protocol edge without I/O (frames, headers, bodies).
 //! - [`handlers`]: one file per Kafka API and the one list of supported APIs.
+//! - [`groups`]: consumer groups and committed offsets: the group coordinator of each shard
+//!   and the `__consumer_offsets` records.
 //! - [`metadata`]: topics, ids, configs and the partition -> shard map; owned by shard 0,
 //!   persisted atomically, replicated read-only to the other shards.
 //! - [`local_sync`]: single-shard events and oneshot replies.
@@ -20,6 +22,7 @@
 
 pub mod alloc_guard;
 pub mod config;
+pub mod groups;
 pub mod handlers;
 pub mod local_sync;
 pub mod metadata;

@@ -168,7 +168,9 @@ impl Connection {
     /// Connects to `addr` (`HOST:PORT`) and negotiates API versions.
     pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Self, ClientError> {
         if config.max_in_flight == 0 {
-            return Err(ClientError::InvalidConfig("max_in_flight must be at least 1"));
+            return Err(ClientError::InvalidConfig(
+                "max_in_flight must be at least 1",
+            ));
         }
         let socket_addr = addr
             .to_socket_addrs()

@@ -17,8 +17,7 @@ pub async fn read(stream: &RefCell<TcpStream>, buf: &mut [u8]) -> io::Result<usi
 /// Writes all of `buf`.
 pub async fn write_all(stream: &RefCell<TcpStream>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let written =
-            poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
+        let written = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -244,6 +244,22 @@ impl BatchSummary {
 /// Validates the single batch that starts at `position` in `bytes` and returns its summary.
 /// `bytes[position..]` may hold more batches after it.
 pub fn validate_batch_at(bytes: &[u8], position: usize) -> Result<BatchSummary, BatchError> {
+    validate_batch_inner(bytes, position, false)
+}
+
+/// Like [`validate_batch_at`], for batches read back from a log: a batch rewritten by log
+/// compaction keeps its `lastOffsetDelta` (so offsets and producer sequences survive) while
+/// some or all of its records are gone, so `0 <= recordsCount <= lastOffsetDelta + 1` is
+/// accepted (Kafka's cleaner writes such batches too).
+pub fn validate_stored_batch_at(bytes: &[u8], position: usize) -> Result<BatchSummary, BatchError> {
+    validate_batch_inner(bytes, position, true)
+}
+
+fn validate_batch_inner(
+    bytes: &[u8],
+    position: usize,
+    stored: bool,
+) -> Result<BatchSummary, BatchError> {
     let rest = bytes.get(position..).unwrap_or(&[]);
     // The magic byte sits at the same place in every message format, so check it first: an
     // old-format message set is then reported as such rather than as a length error.
@@ -272,7 +288,12 @@ pub fn validate_batch_at(bytes: &[u8], position: usize) -> Result<BatchSummary, 
     let batch = &rest[..total];
     let records_count = header.records_count();
     let last_offset_delta = header.last_offset_delta();
-    if records_count < 1 || i64::from(last_offset_delta) + 1 != i64::from(records_count) {
+    let count_ok = if stored {
+        records_count >= 0 && i64::from(records_count) <= i64::from(last_offset_delta) + 1
+    } else {
+        records_count >= 1 && i64::from(last_offset_delta) + 1 == i64::from(records_count)
+    };
+    if !count_ok {
         return Err(BatchError::RecordCountMismatch {
             records_count,
             last_offset_delta,

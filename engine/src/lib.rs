@@ -12,6 +12,8 @@
 //! - `log`: `PartitionLog`, the public handle: append, read, flush, truncate, close.
 //! - `writer`: the background task that coalesces appends into aligned writes and syncs.
 //! - `retention`: retention, DeleteRecords and truncation.
+//! - [`compaction`]: log compaction (`cleanup.policy=compact`): key map, segment rewrite,
+//!   atomic swap of cleaned segments.
 //! - `recovery`: validation and repair on open; `RecoveryReport`.
 //! - `checkpoint`: the persisted log start offset. `epoch`: the leader epoch cache.
 //! - [`testing`]: record batch builders and an executor helper for tests and benches.
@@ -21,6 +23,7 @@
 pub mod backend;
 pub mod batch;
 mod checkpoint;
+pub mod compaction;
 pub mod config;
 mod epoch;
 pub mod error;
@@ -40,6 +43,7 @@ pub use backend::{
 };
 pub use batch::{validate_batches, BatchHeader, BatchSummary, Compression, BATCH_HEADER_LEN};
 pub use checkpoint::LOG_START_CHECKPOINT;
+pub use compaction::{CompactionConfig, CompactionReport};
 pub use config::{LogConfig, TimestampType};
 pub use error::{AppendError, BatchError, LogError, PoisonCause, ReadError, RecordsError};
 pub use log::{partition_dir, AppendInfo, Chunk, PartitionLog, ReadResult, RetentionReport};

@@ -144,6 +144,9 @@ pub(crate) struct State {
     pub(crate) commands: VecDeque<(u64, Command)>,
     pub(crate) command_seq_next: u64,
     pub(crate) command_seq_done: u64,
+    /// Log compaction's checkpoint: everything below it was cleaned with a key map that
+    /// covered it (in memory only; after a restart the whole log counts as dirty once).
+    pub(crate) cleaned_through: Offset,
 }
 
 pub(crate) struct Shared {
@@ -163,8 +166,8 @@ impl Drop for Shared {
 
 /// Handle to one partition log. Cheap to clone (Rc inside); owned by one shard.
 pub struct PartitionLog<B: Backend = DirectBackend> {
-    shared: Rc<Shared>,
-    backend: B,
+    pub(crate) shared: Rc<Shared>,
+    pub(crate) backend: B,
 }
 
 impl<B: Backend> Clone for PartitionLog<B> {
@@ -237,6 +240,7 @@ impl<B: Backend> PartitionLog<B> {
             commands: VecDeque::new(),
             command_seq_next: 1,
             command_seq_done: 0,
+            cleaned_through: Offset(0),
         };
         let shared = Rc::new(Shared {
             state: RefCell::new(state),
@@ -591,7 +595,7 @@ impl<B: Backend> PartitionLog<B> {
 
     /// Waits until the writer has sealed every segment before the active one (only sealed
     /// segments can be deleted).
-    async fn wait_for_rolled_segments(&self) -> Result<(), LogError> {
+    pub(crate) async fn wait_for_rolled_segments(&self) -> Result<(), LogError> {
         loop {
             let seen = self.shared.progress.generation();
             {
@@ -608,7 +612,7 @@ impl<B: Backend> PartitionLog<B> {
         }
     }
 
-    async fn wait_for_commands(&self, seq: u64) -> Result<(), LogError> {
+    pub(crate) async fn wait_for_commands(&self, seq: u64) -> Result<(), LogError> {
         self.shared.wake_writer.notify_all();
         loop {
             let seen = self.shared.progress.generation();
@@ -922,9 +926,16 @@ impl State {
         let Some(mut segment_index) = self.segment_index_for_offset(from) else {
             return Ok(result);
         };
-        let mut batch = match self.segments[segment_index].batch_containing(from) {
-            Some(batch) => batch,
-            None => return Ok(result),
+        // The batch holding `from`, or the next one when `from` falls in a gap that log
+        // compaction left (within a segment, at its end, or a whole emptied segment).
+        let mut batch = loop {
+            let Some(segment) = self.segments.get(segment_index) else {
+                return Ok(result);
+            };
+            match segment.batch_at_or_after(from) {
+                Some(batch) => break batch,
+                None => segment_index += 1,
+            }
         };
         // Pieces of consecutive batches: (segment index, start position, end position).
         let mut pieces: Vec<(usize, u64, u64)> = Vec::new();

@@ -19,7 +19,7 @@ use std::{
 
 use crate::{
     backend::{align_down, Backend, FileHandle, OpenMode},
-    batch::{validate_batch_at, BatchHeader, BATCH_HEADER_LEN},
+    batch::{validate_stored_batch_at, BatchHeader, BATCH_HEADER_LEN},
     checkpoint::read_log_start,
     config::LogConfig,
     epoch::EpochCache,
@@ -174,6 +174,19 @@ pub(crate) async fn recover<B: Backend>(
     let mut logs = BTreeMap::new();
     let mut others = Vec::new();
     for path in entries {
+        if path
+            .extension()
+            .is_some_and(|extension| extension == crate::compaction::CLEANED_SUFFIX)
+        {
+            // A log compaction output that was never swapped in: the segment it would have
+            // replaced is intact.
+            backend
+                .remove(&path)
+                .await
+                .map_err(|error| LogError::io("remove", &path, error))?;
+            tracing::info!(path = %path.display(), "removed unfinished log compaction output");
+            continue;
+        }
         match parse_segment_file_name(&path) {
             Some((base, LOG_SUFFIX)) => {
                 logs.insert(base, path);
@@ -199,7 +212,10 @@ pub(crate) async fn recover<B: Backend>(
     let mut end_of_log: Option<DeleteReason> = None;
     for (base, path) in logs {
         let paths = SegmentPaths::new(dir, base);
-        if let Some(expected) = segments.back().map(|segment| segment.next_offset) {
+        if let Some(previous) = segments.back() {
+            let expected = previous.next_offset;
+            // Log compaction keeps the last batch of every segment (empty if need be), so a
+            // segment always ends where the next one starts.
             if end_of_log.is_none() && base != expected {
                 tracing::warn!(path = %path.display(), %expected, "segment does not continue the log");
                 end_of_log = Some(DeleteReason::OffsetGap { expected });
@@ -399,6 +415,8 @@ async fn scan_segment(
     };
     let mut position: u64 = 0;
     let mut expected = segment.base_offset;
+    let mut gapped = false;
+    let mut last_offsets: Vec<u32> = Vec::new();
     let stop = loop {
         if position >= file_len {
             break None;
@@ -417,12 +435,14 @@ async fn scan_segment(
             _ => header_bytes.len(),
         };
         let batch = window.ensure(position, batch_len).await?;
-        let summary = match validate_batch_at(batch, 0) {
+        let summary = match validate_stored_batch_at(batch, 0) {
             Ok(summary) => summary,
             Err(error) => break Some(TruncationReason::InvalidBatch(error)),
         };
         let base = Offset(summary.base_offset);
-        if base != expected {
+        // Offsets only move forward. A forward gap inside a segment is what log compaction
+        // leaves when it removes whole batches; a step back is damage.
+        if base < expected {
             break Some(TruncationReason::OffsetMismatch {
                 expected,
                 found: base,
@@ -441,13 +461,20 @@ async fn scan_segment(
             });
         }
         epochs.assign(LeaderEpoch(summary.partition_leader_epoch), base);
+        gapped |= base > expected;
         expected = Offset(base.0 + i64::from(summary.last_offset_delta) + 1);
+        if let Some(last) = segment.relative(Offset(expected.0 - 1)) {
+            last_offsets.push(last);
+        }
         position += summary.length as u64;
         segment.len = position;
         segment.next_offset = expected;
     };
     segment.len = position;
     segment.next_offset = expected;
+    if gapped && last_offsets.len() == segment.index.len() {
+        segment.batch_last_offsets = Some(last_offsets);
+    }
     let stop = match stop {
         Some(reason) if all_zero(&mut window, position, file_len).await? => {
             let _ = reason;

@@ -91,6 +91,10 @@ pub(crate) struct Segment {
     pub(crate) written: u64,
     pub(crate) phase: Phase,
     pub(crate) paths: SegmentPaths,
+    /// Relative last offset of every batch, kept only for segments with offset gaps (those
+    /// rewritten by log compaction): there the next batch's base offset no longer tells where
+    /// a batch ends. `None` for contiguous segments.
+    pub(crate) batch_last_offsets: Option<Vec<u32>>,
 }
 
 impl Segment {
@@ -110,6 +114,7 @@ impl Segment {
             written: 0,
             phase: Phase::Active,
             paths: SegmentPaths::new(dir, base_offset),
+            batch_last_offsets: None,
         }
     }
 
@@ -198,6 +203,29 @@ impl Segment {
             return None;
         }
         self.index.lookup(self.relative(offset)?)
+    }
+
+    /// Index of the first batch that holds `offset` or, when `offset` falls in a gap left by
+    /// log compaction, the first batch after it. None if no batch of this segment reaches
+    /// `offset` (the segment is empty or the gap runs to its end).
+    pub(crate) fn batch_at_or_after(&self, offset: Offset) -> Option<usize> {
+        if offset >= self.next_offset || self.index.is_empty() {
+            return None;
+        }
+        if offset < self.base_offset {
+            return Some(0);
+        }
+        let relative = self.relative(offset)?;
+        let Some(batch) = self.index.lookup(relative) else {
+            // Before the first remaining batch (compaction removed the segment's first ones).
+            return Some(0);
+        };
+        match &self.batch_last_offsets {
+            Some(lasts) if lasts.get(batch).is_some_and(|last| *last < relative) => {
+                (batch + 1 < self.index.len()).then_some(batch + 1)
+            }
+            _ => Some(batch),
+        }
     }
 
     /// The first offset not fully covered by the first `written` bytes.

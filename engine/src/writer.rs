@@ -85,6 +85,14 @@ pub(crate) enum Command {
     },
     /// Persist the log start offset.
     WriteLogStart { offset: Offset },
+    /// Log compaction: rename the cleaned file over the segment's data file (atomic), then
+    /// rewrite its indexes. The in-memory segment already reads the cleaned file.
+    ReplaceSegment {
+        cleaned: PathBuf,
+        paths: SegmentPaths,
+        index: Vec<u8>,
+        time_index: Vec<u8>,
+    },
 }
 
 /// Most writes in flight at once (all to the same segment, on disjoint pages).
@@ -316,6 +324,28 @@ impl Op {
                     }
                     Command::WriteLogStart { offset } => {
                         (write_log_start(backend, &dir, offset).await, true)
+                    }
+                    Command::ReplaceSegment {
+                        cleaned,
+                        paths,
+                        index,
+                        time_index,
+                    } => {
+                        // Not fatal: until the rename lands, the old file is still complete.
+                        let result = async {
+                            backend
+                                .rename(&cleaned, &paths.log)
+                                .await
+                                .map_err(|error| LogError::io("rename", &cleaned, error))?;
+                            write_whole_file(backend, &paths.index, &index).await?;
+                            write_whole_file(backend, &paths.time_index, &time_index).await?;
+                            backend
+                                .sync_dir(&dir)
+                                .await
+                                .map_err(|error| LogError::io("fsync directory", &dir, error))
+                        }
+                        .await;
+                        (result, false)
                     }
                 };
                 Outcome::Command { seq, result, fatal }

@@ -149,7 +149,7 @@ def offsets(vaart, topic: str, partitions: int):
 def test_admin_create_partitions_delete_records_and_recreate(vaart, admin):
     topic = "py-grow"
     admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
-    producer = KafkaProducer(bootstrap_servers=vaart.bootstrap, enable_idempotence=False,
+    producer = KafkaProducer(bootstrap_servers=vaart.bootstrap,
                              request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         for i in range(10):
@@ -164,7 +164,7 @@ def test_admin_create_partitions_delete_records_and_recreate(vaart, admin):
     (described,) = admin.describe_topics([topic])
     assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
     assert offsets(vaart, topic, 3) == ({0: 0, 1: 0, 2: 0}, {0: 10, 1: 0, 2: 0})
-    producer = KafkaProducer(bootstrap_servers=vaart.bootstrap, enable_idempotence=False,
+    producer = KafkaProducer(bootstrap_servers=vaart.bootstrap,
                              request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         assert producer.send(topic, value=b"new", partition=2).get(timeout=60).offset == 0
@@ -193,8 +193,7 @@ def produce(vaart, topic: str, count: int, *, acks, compression_type=None) -> di
     {id: (record metadata, first timestamp)} (the offset is meaningless with acks=0, where the
     broker sends no answer)."""
     producer = KafkaProducer(bootstrap_servers=vaart.bootstrap, client_id="vaart-py-producer",
-                             acks=acks, compression_type=compression_type,
-                             enable_idempotence=False, linger_ms=5,
+                             acks=acks, compression_type=compression_type, linger_ms=5,
                              request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         first_ms = int(time.time() * 1000)
@@ -300,7 +299,7 @@ def vaart_two_partitions(tmp_path):
 
 def test_metadata_request_auto_creates_a_topic_with_num_partitions(vaart_two_partitions):
     producer = KafkaProducer(bootstrap_servers=vaart_two_partitions.bootstrap,
-                             enable_idempotence=False, request_timeout_ms=REQUEST_TIMEOUT_MS)
+                             request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         metadata = producer.send("py-auto-created", value=b"first").get(timeout=60)
         assert metadata.offset == 0

@@ -19,11 +19,12 @@ use crate::shard::partition_ops::{
 use crate::shard::Shard;
 use crate::types::PartitionIndex;
 
-/// ListOffsets 1-6 (v7+ add max-timestamp and tiered-storage lookups, not implemented).
+/// ListOffsets 1-10: v7 adds max timestamp (-3), v8 earliest-local (-4), v9 latest-tiered (-5),
+/// v10 a timeout for tiered-storage reads (ignored: everything is local).
 pub const SPEC: ApiSpec = ApiSpec {
     key: ApiKey::ListOffsets,
     min_version: 1,
-    max_version: 6,
+    max_version: 10,
     ordering: Ordering::Pipelined,
     handle: boxed,
 };

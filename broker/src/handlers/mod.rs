@@ -10,16 +10,28 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,6 +154,18 @@ pub static APIS: &[ApiSpec] = &[
     create_partitions::SPEC,
     incremental_alter_configs::SPEC,
     describe_cluster::SPEC,
+    init_producer_id::SPEC,
+    offset_commit::SPEC,
+    offset_fetch::SPEC,
+    find_coordinator::SPEC,
+    join_group::SPEC,
+    heartbeat::SPEC,
+    leave_group::SPEC,
+    sync_group::SPEC,
+    describe_groups::SPEC,
+    list_groups::SPEC,
+    delete_groups::SPEC,
+    offset_delete::SPEC,
 ];
 
 /// What to do with a request, by API key and version.
@@ -201,6 +225,18 @@ pub fn check_decodes(head: &RequestHead, body: Bytes) -> Result<(), RequestError
             decode_body::<m::IncrementalAlterConfigsRequest>(head, body).map(drop)
         }
         ApiKey::DescribeCluster => decode_body::<m::DescribeClusterRequest>(head, body).map(drop),
+        ApiKey::InitProducerId => decode_body::<m::InitProducerIdRequest>(head, body).map(drop),
+        ApiKey::OffsetCommit => decode_body::<m::OffsetCommitRequest>(head, body).map(drop),
+        ApiKey::OffsetFetch => decode_body::<m::OffsetFetchRequest>(head, body).map(drop),
+        ApiKey::FindCoordinator => decode_body::<m::FindCoordinatorRequest>(head, body).map(drop),
+        ApiKey::JoinGroup => decode_body::<m::JoinGroupRequest>(head, body).map(drop),
+        ApiKey::Heartbeat => decode_body::<m::HeartbeatRequest>(head, body).map(drop),
+        ApiKey::LeaveGroup => decode_body::<m::LeaveGroupRequest>(head, body).map(drop),
+        ApiKey::SyncGroup => decode_body::<m::SyncGroupRequest>(head, body).map(drop),
+        ApiKey::DescribeGroups => decode_body::<m::DescribeGroupsRequest>(head, body).map(drop),
+        ApiKey::ListGroups => decode_body::<m::ListGroupsRequest>(head, body).map(drop),
+        ApiKey::DeleteGroups => decode_body::<m::DeleteGroupsRequest>(head, body).map(drop),
+        ApiKey::OffsetDelete => decode_body::<m::OffsetDeleteRequest>(head, body).map(drop),
         _ => Ok(()),
     }
 }
@@ -290,6 +326,11 @@ pub fn message_str(message: &Option<String>) -> Option<kafka_protocol::protocol:
     message
         .as_ref()
         .map(|m| kafka_protocol::protocol::StrBytes::from_string(m.clone()))
+}
+
+/// A `TopicName` from a `&str`.
+pub fn topic_name(value: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(str_bytes(value))
 }
 
 /// A `StrBytes` from a `&str`.

@@ -697,7 +697,7 @@ mod tests {
         );
         let meta = meta.expect("created");
         let mut bad_config = topic("cfg", 1, 1);
-        bad_config.configs = vec![("cleanup.policy".into(), Some("compact".into()))];
+        bad_config.configs = vec![("cleanup.policy".into(), Some("shred".into()))];
         let (next, results) = create(
             &meta,
             vec![

@@ -17,6 +17,8 @@ pub enum ConfigType {
     Int = 3,
     /// LONG
     Long = 5,
+    /// DOUBLE
+    Double = 6,
     /// LIST
     List = 7,
 }
@@ -70,6 +72,30 @@ fn int_at_least(min: i32) -> impl Fn(&str) -> Result<(), &'static str> {
     }
 }
 
+fn ratio(v: &str) -> Result<(), &'static str> {
+    match v.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+        Ok(_) => Err("expected a number between 0 and 1"),
+        Err(_) => Err("expected a number"),
+    }
+}
+
+/// `delete`, `compact`, or both (comma separated).
+pub fn validate_cleanup_policy(v: &str) -> Result<(), &'static str> {
+    let mut any = false;
+    for policy in v.split(',').map(str::trim) {
+        any = true;
+        if policy != "delete" && policy != "compact" {
+            return Err("cleanup.policy must be delete, compact or compact,delete");
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err("cleanup.policy must be delete, compact or compact,delete")
+    }
+}
+
 fn boolean(v: &str) -> Result<(), &'static str> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "false" => Ok(()),
@@ -84,21 +110,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         broker_synonym: Some("log.cleanup.policy"),
         config_type: ConfigType::List,
         default: "delete",
-        doc: "delete: drop old segments by retention.ms/retention.bytes. compact is not supported yet.",
-        validate: |v| {
-            let mut any = false;
-            for policy in v.split(',').map(str::trim) {
-                any = true;
-                match policy {
-                    "delete" => {}
-                    "compact" => {
-                        return Err("cleanup.policy=compact is not supported: Vaart has no log compaction yet; use delete")
-                    }
-                    _ => return Err("cleanup.policy must be delete"),
-                }
-            }
-            if any { Ok(()) } else { Err("cleanup.policy must be delete") }
-        },
+        doc: "delete: drop old segments by retention.ms/retention.bytes; compact: keep the last record per key (log compaction); both: compact,delete.",
+        validate: validate_cleanup_policy,
     },
     TopicConfigDef {
         name: "compression.type",
@@ -116,10 +129,10 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "delete.retention.ms",
-        broker_synonym: None,
+        broker_synonym: Some("log.cleaner.delete.retention.ms"),
         config_type: ConfigType::Long,
         default: "86400000",
-        doc: "Tombstone retention for compacted topics (accepted, unused until compaction exists).",
+        doc: "How long tombstones (null values) stay readable in a compacted topic.",
         validate: |v| long_at_least(0)(v),
     },
     TopicConfigDef {
@@ -155,6 +168,14 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         validate: |v| int_at_least(0)(v),
     },
     TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_synonym: None,
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "Longest a record stays uncompacted (accepted; the cleaner runs by dirty ratio).",
+        validate: |v| long_at_least(1)(v),
+    },
+    TopicConfigDef {
         name: "max.message.bytes",
         broker_synonym: Some("message.max.bytes"),
         config_type: ConfigType::Int,
@@ -172,6 +193,22 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
             Some(_) => Ok(()),
             None => Err("expected CreateTime or LogAppendTime"),
         },
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: Some("log.cleaner.min.cleanable.ratio"),
+        config_type: ConfigType::Double,
+        default: "0.5",
+        doc: "Dirty share of a compacted log at which the cleaner compacts it.",
+        validate: ratio,
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_synonym: Some("log.cleaner.min.compaction.lag.ms"),
+        config_type: ConfigType::Long,
+        default: "0",
+        doc: "Records younger than this are not compacted.",
+        validate: |v| long_at_least(0)(v),
     },
     TopicConfigDef {
         name: "min.insync.replicas",
@@ -285,6 +322,9 @@ pub fn broker_default(def: &TopicConfigDef, broker: &BrokerConfig) -> (String, K
     };
     let value = match synonym {
         "log.cleanup.policy" => broker.log_cleanup_policy.clone(),
+        "log.cleaner.min.cleanable.ratio" => broker.log_cleaner_min_cleanable_ratio.to_string(),
+        "log.cleaner.delete.retention.ms" => broker.log_cleaner_delete_retention_ms.to_string(),
+        "log.cleaner.min.compaction.lag.ms" => broker.log_cleaner_min_compaction_lag_ms.to_string(),
         "log.flush.interval.messages" => broker.log_flush_interval_messages.to_string(),
         "log.flush.interval.ms" => broker.log_flush_interval_ms.unwrap_or(i64::MAX).to_string(),
         "log.index.interval.bytes" => broker.log_index_interval_bytes.to_string(),
@@ -316,7 +356,7 @@ pub fn effective_value(
 }
 
 /// The resolved settings a partition log runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicSettings {
     /// retention.ms (-1 = unlimited).
     pub retention_ms: i64,
@@ -336,6 +376,14 @@ pub struct TopicSettings {
     pub flush_ms: Option<u64>,
     /// index.interval.bytes.
     pub index_interval_bytes: u32,
+    /// cleanup.policy contains `compact`.
+    pub cleanup_compact: bool,
+    /// delete.retention.ms (tombstones in compacted topics).
+    pub delete_retention_ms: i64,
+    /// min.compaction.lag.ms.
+    pub min_compaction_lag_ms: i64,
+    /// min.cleanable.dirty.ratio.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// Resolves a topic's settings from its overrides and the broker config. Values were
@@ -351,9 +399,34 @@ pub fn resolve_settings(
     };
     let long = |name: &str, fallback: i64| get(name).trim().parse::<i64>().unwrap_or(fallback);
     let flush_ms = long("flush.ms", i64::MAX);
+    let policy = get("cleanup.policy");
+    let cleanup_compact = policy.split(',').any(|p| p.trim() == "compact");
+    // compact alone: no time or size based deletion (Kafka's semantics).
+    let cleanup_delete = policy.split(',').any(|p| p.trim() == "delete") || !cleanup_compact;
     TopicSettings {
-        retention_ms: long("retention.ms", broker.log_retention_ms),
-        retention_bytes: long("retention.bytes", broker.log_retention_bytes),
+        retention_ms: if cleanup_delete {
+            long("retention.ms", broker.log_retention_ms)
+        } else {
+            -1
+        },
+        retention_bytes: if cleanup_delete {
+            long("retention.bytes", broker.log_retention_bytes)
+        } else {
+            -1
+        },
+        cleanup_compact,
+        delete_retention_ms: long(
+            "delete.retention.ms",
+            broker.log_cleaner_delete_retention_ms,
+        ),
+        min_compaction_lag_ms: long(
+            "min.compaction.lag.ms",
+            broker.log_cleaner_min_compaction_lag_ms,
+        ),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .trim()
+            .parse::<f64>()
+            .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
         segment_bytes: u64::try_from(long("segment.bytes", i64::from(broker.log_segment_bytes)))
             .unwrap_or(1 << 30),
         segment_ms: long("segment.ms", broker.log_roll_ms),
@@ -389,10 +462,12 @@ mod tests {
         assert!(validate_topic_config("retention.ms", Some("-2")).is_err());
         assert!(validate_topic_config("retention.ms", Some("abc")).is_err());
         assert!(validate_topic_config("segment.bytes", Some("13")).is_err());
-        let compact =
-            validate_topic_config("cleanup.policy", Some("compact")).expect_err("compact");
-        assert!(compact.0.contains("compaction"), "{}", compact.0);
+        assert!(validate_topic_config("cleanup.policy", Some("compact")).is_ok());
+        assert!(validate_topic_config("cleanup.policy", Some("compact,delete")).is_ok());
         assert!(validate_topic_config("cleanup.policy", Some("delete")).is_ok());
+        assert!(validate_topic_config("cleanup.policy", Some("shred")).is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", Some("0.1")).is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", Some("2")).is_err());
         assert!(validate_topic_config("no.such.config", Some("1")).is_err());
         assert!(validate_topic_config("retention.ms", None).is_err());
         assert!(validate_topic_config("message.timestamp.type", Some("LogAppendTime")).is_ok());

@@ -5,10 +5,14 @@
 //! read; request bytes in flight are limited by `connection.inflight.max.bytes` (the reader
 //! stops reading, so TCP pushes back on the client); at most [`MAX_INFLIGHT_REQUESTS`]
 //! requests wait for their responses.
+//!
+//! Idle connections: with no request in flight and no bytes read or written for
+//! `connections.max.idle.ms`, the connection is closed (Kafka's `Selector` does the same).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
@@ -55,6 +59,7 @@ enum Outcome {
 enum CloseReason {
     PeerClosed,
     Shutdown,
+    Idle,
     WriterStopped,
     Io(std::io::Error),
     Protocol(String),
@@ -73,15 +78,17 @@ struct ConnectionState {
     inflight_changed: Rc<Event>,
     /// Set by the writer when it stops (write error or handler failure).
     writer_stopped: Rc<Latch>,
+    /// When bytes were last read or a response last written (for the idle timeout).
+    last_activity: Cell<Instant>,
 }
 
-/// Serves one accepted connection until it closes or the shard shuts down.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves one accepted connection until it closes or the shard shuts down. The caller has
+/// registered it (`Shard::connection_opened`, which returned `id`); it is deregistered here.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
     let peer = stream.peer_addr().ok();
     if let Err(err) = stream.set_nodelay(true) {
         debug!(error = %err, "cannot set TCP_NODELAY");
     }
-    let id = shard.connection_opened();
     let budget_bytes = shard.config.connection_inflight_max_bytes;
     let state = Rc::new(ConnectionState {
         shard: shard.clone(),
@@ -93,6 +100,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         inflight: Cell::new(0),
         inflight_changed: Event::new(),
         writer_stopped: Latch::new(),
+        last_activity: Cell::new(Instant::now()),
     });
     debug!(shard = %shard.id, conn = id, peer = ?peer, "connection opened");
 
@@ -159,17 +167,32 @@ async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) ->
                 state.writer_stopped.wait().await;
                 ReadEvent::WriterStopped
             };
-            future::or(reading, future::or(shutdown, writer_stopped)).await
+            let idle = async {
+                wait_idle_timeout(state).await;
+                ReadEvent::Idle
+            };
+            future::or(
+                reading,
+                future::or(shutdown, future::or(writer_stopped, idle)),
+            )
+            .await
         };
         match read_result {
             ReadEvent::Data(Ok(0)) => {
                 buf.truncate(start);
                 return CloseReason::PeerClosed;
             }
-            ReadEvent::Data(Ok(n)) => buf.truncate(start + n),
+            ReadEvent::Data(Ok(n)) => {
+                state.last_activity.set(Instant::now());
+                buf.truncate(start + n);
+            }
             ReadEvent::Data(Err(err)) => return CloseReason::Io(err),
             ReadEvent::Shutdown => return CloseReason::Shutdown,
             ReadEvent::WriterStopped => return CloseReason::WriterStopped,
+            ReadEvent::Idle => {
+                buf.truncate(start);
+                return CloseReason::Idle;
+            }
         }
     }
 }
@@ -178,6 +201,29 @@ enum ReadEvent {
     Data(std::io::Result<usize>),
     Shutdown,
     WriterStopped,
+    Idle,
+}
+
+/// Completes once the connection has had no request in flight and no traffic for
+/// `connections.max.idle.ms` (never, when that is -1).
+async fn wait_idle_timeout(state: &ConnectionState) {
+    let Ok(idle_ms) = u64::try_from(state.shard.config.connections_max_idle_ms) else {
+        return future::pending().await;
+    };
+    let idle = Duration::from_millis(idle_ms);
+    loop {
+        let deadline = state.last_activity.get() + idle;
+        let now = Instant::now();
+        if now >= deadline {
+            if state.inflight.get() == 0 {
+                return;
+            }
+            // A request is in progress (a long-polling fetch, say): not idle; look again later.
+            state.last_activity.set(now);
+            continue;
+        }
+        glommio::timer::sleep(deadline - now).await;
+    }
 }
 
 /// Waits until no request is in flight (or the writer stopped).
@@ -296,6 +342,7 @@ async fn write_loop(state: Rc<ConnectionState>, queue: LocalReceiver<Pending>) {
         };
         state.inflight.set(state.inflight.get().saturating_sub(1));
         state.inflight_changed.notify_all();
+        state.last_activity.set(Instant::now());
         if written.is_err() {
             break;
         }

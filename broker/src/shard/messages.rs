@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::groups::api::{GroupReply, GroupRequest};
 use crate::metadata::ops::{MetadataOp, TopicResult};
 use crate::metadata::ClusterMetadata;
 use crate::shard::partition_ops::{PartitionReply, PartitionRequest};
+use crate::shard::producer_ids::ProducerIdError;
+use crate::shard::producer_state::{ProducerEpoch, ProducerId};
 
 /// Why the metadata owner could not apply a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,16 @@ pub enum MeshRequest {
     Drained,
     /// Data-path operations on partitions the receiver owns, batched per shard.
     Partition(PartitionRequest),
+    /// A consumer-group request for the coordinator of a `__consumer_offsets` partition the
+    /// receiver owns (`partition` -1: a request for every coordinator of the receiver).
+    Group {
+        /// `__consumer_offsets` partition.
+        partition: i32,
+        /// The request.
+        request: GroupRequest,
+    },
+    /// To shard 0: InitProducerId (a producer id and epoch to bump, if the client sent one).
+    InitProducerId(Option<(ProducerId, ProducerEpoch)>),
 }
 
 /// A reply to a [`MeshRequest`].
@@ -38,4 +51,8 @@ pub enum MeshReply {
     Ack,
     /// Result of a partition batch.
     Partition(PartitionReply),
+    /// Answer of a group coordinator.
+    Group(GroupReply),
+    /// Result of an InitProducerId.
+    ProducerId(Result<(ProducerId, ProducerEpoch), ProducerIdError>),
 }

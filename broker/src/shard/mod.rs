@@ -5,15 +5,26 @@
 //! - [`messages`]: what shards send each other.
 //! - [`partition_ops`]: data-path operations forwarded to a partition's owning shard.
 //! - [`partitions`]: the partition logs this shard owns and the operations on them.
+//! - [`producer_state`]: idempotent-producer state of one partition (sequence/epoch checks).
+//! - [`producer_log`]: that state across restarts (snapshot file, rebuild from the log).
+//! - [`producer_ids`]: producer id allocation for InitProducerId (shard 0).
+//! - [`timestamp_lookup`]: ListOffsets by timestamp inside compressed batches, max timestamp.
 //! - [`fetch_sessions`]: incremental fetch sessions (KIP-227) of this shard's connections.
+//! - [`cleaner`]: log compaction of this shard's `cleanup.policy=compact` partitions, in a
+//!   low-priority task queue.
 //! - [`runtime`]: a shard's life: join the mesh, accept, drain, shut down.
 
+pub mod cleaner;
 pub mod fetch_sessions;
 pub mod mesh;
 pub mod messages;
 pub mod partition_ops;
 pub mod partitions;
+pub mod producer_ids;
+pub mod producer_log;
+pub mod producer_state;
 pub mod runtime;
+pub mod timestamp_lookup;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -97,6 +108,11 @@ pub struct Shard {
     snapshot_lock: Rc<Semaphore>,
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
+    /// Coordinators of the consumer groups whose `__consumer_offsets` partitions this shard
+    /// owns.
+    pub groups: crate::groups::GroupCoordinator,
+    /// Producer id allocation (shard 0 only).
+    producer_ids: Option<producer_ids::ProducerIdAllocator>,
 }
 
 impl Shard {
@@ -114,9 +130,16 @@ impl Shard {
         if shard_count <= 1 {
             all_peers_drained.set();
         }
+        let producer_ids = store
+            .is_some()
+            .then(|| producer_ids::ProducerIdAllocator::new(config.data_dir.clone()));
+        let groups = crate::groups::GroupCoordinator::new(
+            crate::groups::api::GroupConfig::from_broker(&config),
+        );
         Shard {
             id,
             shard_count,
+            producer_ids,
             config,
             advertised,
             metadata: RefCell::new(metadata),
@@ -134,6 +157,7 @@ impl Shard {
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::new(
                 config_fetch_session_slots(shard_count),
             )),
+            groups,
         }
     }
 
@@ -277,9 +301,63 @@ impl Shard {
             MeshRequest::Partition(request) => {
                 MeshReply::Partition(self.handle_partition_request(request).await)
             }
+            MeshRequest::Group { partition, request } => {
+                MeshReply::Group(self.serve_group_request(partition, request).await)
+            }
+            MeshRequest::InitProducerId(current) => {
+                MeshReply::ProducerId(self.owner_init_producer_id(current).await)
+            }
         };
         if let Err(err) = self.mesh.reply(from, id, reply).await {
             debug!(shard = %self.id, peer = %from, error = %err, "mesh reply not delivered");
+        }
+    }
+
+    /// InitProducerId without a transactional id, answered by the metadata owner (shard 0):
+    /// a bumped epoch for a known id and epoch, else a fresh id.
+    pub async fn init_producer_id(
+        self: &Rc<Self>,
+        current: Option<(producer_state::ProducerId, producer_state::ProducerEpoch)>,
+    ) -> Result<
+        (producer_state::ProducerId, producer_state::ProducerEpoch),
+        producer_ids::ProducerIdError,
+    > {
+        if self.id == ShardId::METADATA_OWNER {
+            return self.owner_init_producer_id(current).await;
+        }
+        match self
+            .mesh
+            .call(
+                ShardId::METADATA_OWNER,
+                MeshRequest::InitProducerId(current),
+            )
+            .await
+        {
+            Ok(MeshReply::ProducerId(result)) => result,
+            Ok(_) => {
+                error!(shard = %self.id, "metadata owner sent an unexpected reply kind");
+                Err(producer_ids::ProducerIdError::ShuttingDown)
+            }
+            Err(err) => {
+                warn!(shard = %self.id, error = %err, "producer id request not delivered");
+                Err(producer_ids::ProducerIdError::ShuttingDown)
+            }
+        }
+    }
+
+    async fn owner_init_producer_id(
+        &self,
+        current: Option<(producer_state::ProducerId, producer_state::ProducerEpoch)>,
+    ) -> Result<
+        (producer_state::ProducerId, producer_state::ProducerEpoch),
+        producer_ids::ProducerIdError,
+    > {
+        match &self.producer_ids {
+            Some(allocator) => allocator.init(current).await,
+            None => {
+                error!(shard = %self.id, "producer id request on a shard that is not the owner");
+                Err(producer_ids::ProducerIdError::ShuttingDown)
+            }
         }
     }
 
@@ -341,6 +419,30 @@ impl Shard {
     /// Number of open connections.
     pub fn open_connections(&self) -> usize {
         self.connections.open.get()
+    }
+
+    /// This shard's share of `max.connections` (at least one connection per shard).
+    pub fn connection_limit(&self) -> usize {
+        let total = usize::try_from(self.config.max_connections)
+            .unwrap_or(1)
+            .max(1);
+        total.div_ceil(self.shard_count.max(1))
+    }
+
+    /// Completes when fewer than `limit` connections are open.
+    pub async fn wait_connection_slot(&self, limit: usize) {
+        let mut logged = false;
+        loop {
+            let listener = self.connections.changed.listen();
+            if self.connections.open.get() < limit {
+                return;
+            }
+            if !logged {
+                warn!(shard = %self.id, open = self.connections.open.get(), limit, "max.connections reached: new connections wait to be accepted");
+                logged = true;
+            }
+            listener.await;
+        }
     }
 
     /// Completes when no connection is open.

@@ -24,7 +24,9 @@ use super::partition_ops::{
     ListOffsetsOutcome, PartitionKey, PartitionReply, PartitionRequest, ProduceItem,
     ProduceOutcome, ReadItem, ReadOutcome, WatchItem,
 };
-use super::Shard;
+use super::producer_log::{load_producer_state, write_snapshot};
+use super::producer_state::{incoming_batches, IncomingBatch, ProducerStateTable, Verdict};
+use super::{timestamp_lookup, Shard};
 use crate::config::TimestampTypeSetting;
 use crate::local_sync::Event;
 use crate::metadata::topic_config::{resolve_settings, TopicSettings};
@@ -50,6 +52,8 @@ pub struct PartitionState {
     settings: RefCell<TopicSettings>,
     /// Messages appended since the last flush requested by `flush.messages`.
     unflushed_messages: Cell<i64>,
+    /// Idempotent-producer state (sequence numbers and epochs of recent batches).
+    pub producers: RefCell<ProducerStateTable>,
 }
 
 /// The partitions one shard owns, by key.
@@ -63,8 +67,15 @@ impl LocalPartitions {
         self.map.borrow().get(key).cloned()
     }
 
-    fn all(&self) -> Vec<Rc<PartitionState>> {
+    pub(super) fn all(&self) -> Vec<Rc<PartitionState>> {
         self.map.borrow().values().cloned().collect()
+    }
+}
+
+impl PartitionState {
+    /// The topic settings the log runs with now (the log cleaner reads them).
+    pub fn settings(&self) -> TopicSettings {
+        self.settings.borrow().clone()
     }
 }
 
@@ -132,6 +143,70 @@ fn check_leader_epoch(requested: i32, current: i32) -> Option<KafkaError> {
     }
 }
 
+/// The idempotence verdict for one partition's produce.
+enum ProducerCheck {
+    /// Append; `Some` batches carry producer ids to record after the append.
+    Append(Option<Vec<IncomingBatch>>),
+    /// Answer without appending (a duplicate, or a sequence/epoch error).
+    Answer(ProduceOutcome),
+}
+
+/// Checks the batches' producer ids, epochs and sequences against the partition's producer
+/// state (Kafka's rules, see `producer_state`). Batches without a producer id skip it.
+fn check_producers(
+    state: &PartitionState,
+    records: &Bytes,
+    now: TimestampMs,
+    expiration_ms: i64,
+) -> ProducerCheck {
+    let Some(batches) = incoming_batches(records) else {
+        // Not whole batches: the engine's append reports the precise error.
+        return ProducerCheck::Append(None);
+    };
+    if !batches
+        .iter()
+        .any(|b| b.has_producer_id() || b.transactional)
+    {
+        return ProducerCheck::Append(None);
+    }
+    let mut producers = state.producers.borrow_mut();
+    let expired = producers.maybe_expire(now.0, expiration_ms);
+    if expired > 0 {
+        debug!(topic = %state.topic, partition = state.key.partition, expired, "expired idle producers");
+    }
+    let verdict = producers.check(&batches);
+    drop(producers);
+    if verdict != Verdict::Append && vaart_engine::validate_batches(records).is_err() {
+        // Kafka validates the batch before looking at producer state: a corrupt batch gets
+        // the corruption error from the append, not a sequence error.
+        return ProducerCheck::Append(None);
+    }
+    match verdict {
+        Verdict::Append => ProducerCheck::Append(Some(batches)),
+        Verdict::Duplicate(original) => {
+            debug!(topic = %state.topic, partition = state.key.partition,
+                first_offset = original.first_offset, "duplicate batch from an idempotent producer; answering with its original offsets");
+            let log_append_time =
+                state.settings.borrow().timestamp_type == TimestampTypeSetting::LogAppendTime;
+            ProducerCheck::Answer(ProduceOutcome {
+                error: None,
+                message: None,
+                base_offset: original.first_offset,
+                log_append_time_ms: if log_append_time {
+                    original.timestamp_ms
+                } else {
+                    -1
+                },
+                log_start_offset: state.log.log_start_offset().0,
+            })
+        }
+        Verdict::Reject { error, message } => {
+            info!(topic = %state.topic, partition = state.key.partition, error = ?error, "produce rejected: {message}");
+            ProducerCheck::Answer(ProduceOutcome::failed(error, Some(message)))
+        }
+    }
+}
+
 impl Shard {
     /// A partition this shard owns.
     pub fn partition(&self, key: &PartitionKey) -> Option<Rc<PartitionState>> {
@@ -186,8 +261,9 @@ impl Shard {
         let settings = resolve_settings(&topic.configs, &self.config);
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let config = log_config(&settings, self.config.log_hot_tail_bytes);
-        let (log, report) = PartitionLog::open(DirectBackend, dir, config).await?;
+        let (log, report) = PartitionLog::open(DirectBackend, dir.clone(), config).await?;
         debug!(shard = %self.id, topic = %topic.name, partition = index, report = ?report, "opened partition");
+        let producers = load_producer_state(&log, &dir, now_ms().0).await;
         let state = Rc::new(PartitionState {
             key,
             topic: topic.name.clone(),
@@ -196,6 +272,7 @@ impl Shard {
             appended: Event::new(),
             settings: RefCell::new(settings),
             unflushed_messages: Cell::new(0),
+            producers: RefCell::new(producers),
         });
         self.partitions.map.borrow_mut().insert(key, state.clone());
         Ok(state)
@@ -280,7 +357,15 @@ impl Shard {
             state.appended.notify_all();
             if let Err(err) = state.log.close().await {
                 error!(topic = %state.topic, partition = state.key.partition, error = %err, "error closing partition log");
+                continue;
             }
+            // The log is flushed and closed: the producer state is complete up to its end.
+            let dir = partition_dir(&self.config.data_dir, &state.topic, state.key.partition);
+            let snapshot = state
+                .producers
+                .borrow()
+                .snapshot(state.log.log_end_offset().0);
+            write_snapshot(dir, snapshot).await;
         }
     }
 
@@ -372,9 +457,35 @@ impl Shard {
                 ));
                 continue;
             }
+            let now = now_ms();
+            let flush_for_ack = acks == -1 && self.config.flush_on_ack_all;
+            // Idempotence: check, append and record with no await in between.
+            let producer_batches = match check_producers(
+                &state,
+                &item.records,
+                now,
+                self.config.producer_id_expiration_ms,
+            ) {
+                ProducerCheck::Append(batches) => batches,
+                ProducerCheck::Answer(outcome) => {
+                    if flush_for_ack && outcome.error.is_none() {
+                        to_flush.push((outcomes.len(), state.clone()));
+                    }
+                    outcomes.push(outcome);
+                    continue;
+                }
+            };
             let epoch = LeaderEpoch(state.leader_epoch);
-            match state.log.append(item.records, epoch, now_ms()) {
+            match state.log.append(item.records, epoch, now) {
                 Ok(info) => {
+                    if let Some(batches) = &producer_batches {
+                        state.producers.borrow_mut().record(
+                            batches,
+                            info.base_offset.0,
+                            info.log_append_time.map(|t| t.0),
+                            now.0,
+                        );
+                    }
                     // Single broker: everything appended is "replicated".
                     state.log.set_high_watermark(state.log.log_end_offset());
                     state.appended.notify_all();
@@ -383,7 +494,6 @@ impl Shard {
                         .unflushed_messages
                         .get()
                         .saturating_add(i64::from(info.record_count));
-                    let flush_for_ack = acks == -1 && self.config.flush_on_ack_all;
                     if unflushed >= threshold && !flush_for_ack {
                         state.unflushed_messages.set(0);
                         let log = state.log.clone();
@@ -597,20 +707,37 @@ impl Shard {
                 offset: offset.0,
                 leader_epoch: state.leader_epoch,
             };
-            let outcome = match item.timestamp {
-                -1 => found(log.high_watermark(), -1),
-                -2 | -4 => found(log.log_start_offset(), -1),
-                ts if ts < 0 => failed(KafkaError::InvalidRequest),
-                ts => match log.offset_for_timestamp(TimestampMs(ts)).await {
-                    Ok(Some((offset, timestamp))) => found(offset, timestamp.0),
-                    Ok(None) => ListOffsetsOutcome {
-                        error: None,
-                        timestamp: -1,
-                        offset: -1,
-                        leader_epoch: state.leader_epoch,
-                    },
-                    Err(err) => failed(log_error_code(&err)),
+            let none = ListOffsetsOutcome {
+                error: None,
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: state.leader_epoch,
+            };
+            let by_time = match item.timestamp {
+                -1 | -2 | -4 | -5 => None,
+                // Max timestamp (v7+): the first record with the largest timestamp.
+                -3 => Some(timestamp_lookup::offset_of_max_timestamp(log).await),
+                ts if ts < 0 => None,
+                ts => Some(timestamp_lookup::offset_for_timestamp(log, TimestampMs(ts)).await),
+            };
+            let outcome = match (item.timestamp, by_time) {
+                (-1, _) => found(log.high_watermark(), -1),
+                // Earliest, and earliest-local (v8+: everything is local here).
+                (-2 | -4, _) => found(log.log_start_offset(), -1),
+                // Latest tiered (v9+): nothing is in tiered storage (Kafka: -1, epoch -1).
+                (-5, _) => ListOffsetsOutcome {
+                    leader_epoch: -1,
+                    ..none
                 },
+                (_, Some(Ok(Some(hit)))) => ListOffsetsOutcome {
+                    error: None,
+                    timestamp: hit.timestamp.0,
+                    offset: hit.offset.0,
+                    leader_epoch: hit.leader_epoch.unwrap_or(state.leader_epoch),
+                },
+                (_, Some(Ok(None))) => none,
+                (_, Some(Err(err))) => failed(log_error_code(&err)),
+                (_, None) => failed(KafkaError::InvalidRequest),
             };
             outcomes.push(outcome);
         }

@@ -110,6 +110,8 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     };
     if serving {
         shard.start_background_tasks();
+        shard.start_group_coordinator();
+        shard.start_log_cleaner();
         // SAFETY: the fd is a bound, listening TCP socket created by the main thread for this
         // shard alone; ownership moves into the glommio listener.
         let listener = unsafe { TcpListener::from_raw_fd(startup.listener.into_raw_fd()) };
@@ -164,7 +166,24 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
 }
 
 async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
+    let limit = shard.connection_limit();
     loop {
+        // `max.connections`: at the limit, stop accepting (new connections wait in the
+        // kernel's accept queue, as Kafka's acceptor waits for a free slot).
+        let slot = future::or(
+            async {
+                shard.wait_connection_slot(limit).await;
+                true
+            },
+            async {
+                shard.shutdown.wait().await;
+                false
+            },
+        )
+        .await;
+        if !slot {
+            return;
+        }
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shard.shutdown.wait().await;
             None
@@ -173,7 +192,9 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
         match accepted {
             None => return,
             Some(Ok(stream)) => {
-                glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                // Registered here, before the next accept, so the limit is exact.
+                let id = shard.connection_opened();
+                glommio::spawn_local(connection::serve(shard.clone(), stream, id)).detach();
             }
             Some(Err(err)) => {
                 warn!(shard = %shard.id, error = %err, "accept failed");

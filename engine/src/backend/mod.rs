@@ -73,6 +73,11 @@ pub trait Backend: Clone + 'static {
     fn create_dir_all<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, ()>;
     /// fsyncs a directory (makes created and removed names durable).
     fn sync_dir<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, ()>;
+    /// Renames `from` to `to`, replacing `to` atomically (rename(2)); log compaction swaps a
+    /// cleaned segment in this way. Not fault-injected by [`FaultyBackend`].
+    fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> IoFuture<'a, ()> {
+        Box::pin(async move { Ok(glommio::io::rename(from, to).await?) })
+    }
     /// Allocates an aligned write buffer of `len` bytes (a multiple of 4 KiB).
     fn alloc_buffer(&self, len: usize) -> DmaBuffer {
         glommio::allocate_dma_buffer(len)
