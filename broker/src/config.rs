@@ -237,6 +237,9 @@ pub struct BrokerConfig {
     /// `log.hot.tail.bytes` (Vaart): recently written data kept in memory per partition for
     /// zero-copy reads.
     pub log_hot_tail_bytes: usize,
+    /// `log.hot.tail.shard.bytes` (Vaart): the most hot-tail memory one shard spends over all
+    /// its partitions; each partition gets an equal share, capped by `log.hot.tail.bytes`.
+    pub log_hot_tail_shard_bytes: usize,
     /// `shard.io.memory.bytes` (Vaart): glommio `io_memory` per shard (RUNTIME-NOTES pitfall 4).
     pub shard_io_memory_bytes: usize,
     /// `shard.spin.before.park.us` (Vaart): glommio spin before parking; 0 = off.
@@ -761,6 +764,16 @@ pub static SETTINGS: &[SettingDef] = &[
         },
     },
     SettingDef {
+        name: "log.hot.tail.shard.bytes",
+        aliases: &[],
+        default: Some("536870912"),
+        doc: "Hot-tail memory one shard spends over all its partitions (each gets an equal share, at most log.hot.tail.bytes).",
+        apply: |c, v| {
+            c.log_hot_tail_shard_bytes = parse_at_least(v, 0, "must be >= 0")?;
+            Ok(())
+        },
+    },
+    SettingDef {
         name: "shard.io.memory.bytes",
         aliases: &[],
         default: Some("10485760"),
@@ -882,6 +895,7 @@ impl BrokerConfig {
             offsets_topic_replication_factor: 3,
             connection_inflight_max_bytes: 16 * 1024 * 1024,
             log_hot_tail_bytes: 8 * 1024 * 1024,
+            log_hot_tail_shard_bytes: 512 * 1024 * 1024,
             shard_io_memory_bytes: 10 * 1024 * 1024,
             shard_spin_before_park_us: 0,
             connections_max_idle_ms: 600_000,

@@ -497,7 +497,12 @@ impl<B: Backend> PartitionLog<B> {
 
     /// Replaces the config (dynamic topic config changes).
     pub fn update_config(&self, config: LogConfig) {
-        self.shared.state.borrow_mut().config = config;
+        {
+            let mut state = self.shared.state.borrow_mut();
+            state.config = config;
+            // A smaller hot-tail budget takes effect now, not at the next write.
+            state.evict_tail();
+        }
         self.shared.wake_writer.notify_all();
     }
 

@@ -189,8 +189,9 @@ pub fn run(args: &ConsumeArgs) -> Result<(), BenchError> {
         super::produce::machine_summary(&args.common),
         progress.timeline,
     );
-    super::maybe_delete_topic(&args.common)?;
-    report.finish(args.common.json.as_deref())
+    let result = report.finish(args.common.json.as_deref());
+    super::maybe_delete_topic(&args.common);
+    result
 }
 
 async fn consumer_thread(

@@ -120,8 +120,9 @@ pub fn run(args: &E2eArgs) -> Result<(), BenchError> {
         super::produce::machine_summary(common),
         progress.timeline,
     );
-    super::maybe_delete_topic(common)?;
-    report.finish(common.json.as_deref())
+    let result = report.finish(common.json.as_deref());
+    super::maybe_delete_topic(common);
+    result
 }
 
 async fn e2e_thread(

@@ -218,19 +218,34 @@ pub fn ensure_topic(common: &CommonArgs) -> Result<usize, BenchError> {
     })
 }
 
-/// Deletes the topic if `--delete-topic` was given.
-pub fn maybe_delete_topic(common: &CommonArgs) -> Result<(), BenchError> {
+/// How long a topic deletion may take (a broker may answer DeleteTopics only once every
+/// partition of a 10,000-partition topic is gone).
+const DELETE_TIMEOUT_MS: u64 = 300_000;
+
+/// Deletes the topic if `--delete-topic` was given. A failure is reported as a warning: the
+/// run's results stand either way.
+pub fn maybe_delete_topic(common: &CommonArgs) {
     if !common.delete_topic {
-        return Ok(());
+        return;
     }
-    let config = common.client_config();
+    let mut config = common.client_config();
+    config.connection.request_timeout_ms = DELETE_TIMEOUT_MS;
     let topic = common.topic.clone();
-    on_executor(move || async move {
+    let started = Instant::now();
+    let deleted = on_executor(move || async move {
         let client = Client::connect(config).await?;
         Admin::new(client.clone()).delete_topic(&topic).await?;
         client.close();
         Ok(())
-    })
+    });
+    match deleted {
+        Ok(()) => eprintln!(
+            "deleted topic {} in {:.1} s",
+            common.topic,
+            started.elapsed().as_secs_f64()
+        ),
+        Err(error) => eprintln!("warning: deleting topic {}: {error}", common.topic),
+    }
 }
 
 /// The log end offset of every partition of the topic.

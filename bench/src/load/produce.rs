@@ -225,8 +225,9 @@ pub fn run(args: &ProduceArgs) -> Result<(), BenchError> {
         machine,
         progress.timeline,
     );
-    super::maybe_delete_topic(&args.common)?;
-    report.finish(args.common.json.as_deref())
+    let result = report.finish(args.common.json.as_deref());
+    super::maybe_delete_topic(&args.common);
+    result
 }
 
 pub fn machine_summary(common: &CommonArgs) -> String {

@@ -1,5 +1,7 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1, the high watermark) or the first offset
-//! whose timestamp is at or after a given time, per partition on its owning shard.
+//! ListOffsets (key 2): earliest (-2), latest (-1, the high watermark), max timestamp (-3),
+//! earliest-local (-4), latest-tiered (-5), or the first record whose timestamp is at or after
+//! a given time (inside compressed batches too: `shard::timestamp_lookup`), per partition on
+//! its owning shard.
 
 use std::rc::Rc;
 

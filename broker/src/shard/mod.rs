@@ -284,6 +284,7 @@ impl Shard {
         self.sync_partitions(&current, &snapshot).await;
         *self.metadata.borrow_mut() = snapshot.clone();
         self.remove_deleted_partitions(&snapshot).await;
+        self.rebalance_hot_tails();
     }
 
     /// Handles one request from another shard and sends the reply.

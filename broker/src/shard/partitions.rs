@@ -70,6 +70,28 @@ impl LocalPartitions {
     pub(super) fn all(&self) -> Vec<Rc<PartitionState>> {
         self.map.borrow().values().cloned().collect()
     }
+
+    fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+}
+
+/// Smallest hot tail a partition gets however many partitions share the shard's budget:
+/// enough for a few batches, so live consumers still read the newest data from memory.
+const HOT_TAIL_PARTITION_FLOOR_BYTES: usize = 64 * 1024;
+
+/// Each partition's share of the shard's hot-tail budget, so that memory stays bounded
+/// however many partitions the shard owns.
+fn hot_tail_share_bytes(
+    shard_budget_bytes: usize,
+    partition_max_bytes: usize,
+    partitions: usize,
+) -> usize {
+    let share = shard_budget_bytes / partitions.max(1);
+    share.clamp(
+        HOT_TAIL_PARTITION_FLOOR_BYTES.min(partition_max_bytes),
+        partition_max_bytes,
+    )
 }
 
 impl PartitionState {
@@ -241,8 +263,32 @@ impl Shard {
                 opened += 1;
             }
         }
+        self.rebalance_hot_tails();
         info!(shard = %self.id, partitions = opened, "partition logs opened");
         Ok(())
+    }
+
+    /// The hot tail each partition gets when this shard owns `partitions` of them.
+    fn hot_tail_share_bytes(&self, partitions: usize) -> usize {
+        hot_tail_share_bytes(
+            self.config.log_hot_tail_shard_bytes,
+            self.config.log_hot_tail_bytes,
+            partitions,
+        )
+    }
+
+    /// Gives every partition its equal share of the shard's hot-tail budget again, after
+    /// partitions were added or removed.
+    pub(super) fn rebalance_hot_tails(&self) {
+        let partitions = self.partitions.all();
+        let share_bytes = self.hot_tail_share_bytes(partitions.len());
+        for partition in partitions {
+            let mut config = partition.log.config();
+            if config.hot_tail_bytes != share_bytes {
+                config.hot_tail_bytes = share_bytes;
+                partition.log.update_config(config);
+            }
+        }
     }
 
     async fn open_partition(
@@ -260,7 +306,10 @@ impl Shard {
         }
         let settings = resolve_settings(&topic.configs, &self.config);
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
-        let config = log_config(&settings, self.config.log_hot_tail_bytes);
+        let config = log_config(
+            &settings,
+            self.hot_tail_share_bytes(self.partitions.len() + 1),
+        );
         let (log, report) = PartitionLog::open(DirectBackend, dir.clone(), config).await?;
         debug!(shard = %self.id, topic = %topic.name, partition = index, report = ?report, "opened partition");
         let producers = load_producer_state(&log, &dir, now_ms().0).await;
@@ -305,9 +354,10 @@ impl Shard {
                     }
                     Some(state) if changed_configs => {
                         let settings = resolve_settings(&topic.configs, &self.config);
+                        let hot_tail_bytes = state.log.config().hot_tail_bytes;
                         state
                             .log
-                            .update_config(log_config(&settings, self.config.log_hot_tail_bytes));
+                            .update_config(log_config(&settings, hot_tail_bytes));
                         *state.settings.borrow_mut() = settings;
                         info!(topic = %topic.name, partition = index, "topic config updated");
                     }
@@ -967,5 +1017,27 @@ pub fn clean_data_dir(data_dir: &Path, metadata: &ClusterMetadata, metadata_exis
         } else {
             warn!(dir = %path.display(), "partition directory without metadata; leaving it alone");
         }
+    }
+}
+
+#[cfg(test)]
+mod hot_tail_tests {
+    use super::*;
+
+    #[test]
+    fn partitions_share_the_shard_budget_within_bounds() {
+        let mib = 1024 * 1024;
+        // Few partitions: each keeps the per-partition maximum.
+        assert_eq!(hot_tail_share_bytes(512 * mib, 8 * mib, 3), 8 * mib);
+        // Many partitions: the budget is split, so the total stays bounded.
+        assert_eq!(hot_tail_share_bytes(512 * mib, 8 * mib, 1024), 512 * 1024);
+        // Very many: never below the floor.
+        assert_eq!(
+            hot_tail_share_bytes(512 * mib, 8 * mib, 1_000_000),
+            HOT_TAIL_PARTITION_FLOOR_BYTES
+        );
+        // A per-partition maximum below the floor wins.
+        assert_eq!(hot_tail_share_bytes(512 * mib, 1024, 1_000_000), 1024);
+        assert_eq!(hot_tail_share_bytes(512 * mib, 8 * mib, 0), 8 * mib);
     }
 }
