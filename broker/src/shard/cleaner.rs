@@ -7,8 +7,6 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_lite::future;
-use glommio::{Latency, Shares};
 use tracing::{debug, warn};
 use vaart_engine::{CompactionConfig, TimestampMs};
 
@@ -32,41 +30,15 @@ impl Shard {
         if !self.config.log_cleaner_enable {
             return;
         }
-        let queue = glommio::executor().create_task_queue(
-            Shares::Static(CLEANER_SHARES),
-            Latency::NotImportant,
-            "log-cleaner",
-        );
-        let shard = self.clone();
         let interval = Duration::from_millis(self.config.log_cleaner_backoff_ms);
-        let spawned = glommio::spawn_local_into(
-            async move {
-                loop {
-                    let stop = future::or(
-                        async {
-                            glommio::timer::sleep(interval).await;
-                            false
-                        },
-                        async {
-                            shard.shutdown.wait().await;
-                            true
-                        },
-                    )
-                    .await;
-                    if stop {
-                        return;
-                    }
-                    shard.clean_once().await;
-                }
+        self.spawn_periodic(
+            "log-cleaner",
+            CLEANER_SHARES,
+            interval,
+            |shard| async move {
+                shard.clean_once().await;
             },
-            queue,
         );
-        match spawned {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(err) => warn!(error = %err, "cannot start the log cleaner"),
-        }
     }
 
     /// One compaction pass over every compacted partition of this shard.

@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod messages;
 pub mod partition_ops;
 pub mod partitions;
+mod periodic;
 pub mod producer_ids;
 pub mod producer_log;
 pub mod producer_state;

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_lite::future;
-use glommio::{Latency, Shares};
 use tracing::{debug, error, info, warn};
 use vaart_engine::{
     partition_dir, prime_direct_io, AppendError, Chunk, DirectBackend, LeaderEpoch, LogConfig,
@@ -75,6 +74,9 @@ impl LocalPartitions {
         self.map.borrow().len()
     }
 }
+
+/// CPU shares of the retention task queue (the produce/fetch path has glommio's default 1000).
+const RETENTION_SHARES: usize = 50;
 
 /// Smallest hot tail a partition gets however many partitions share the shard's budget:
 /// enough for a few batches, so live consumers still read the newest data from memory.
@@ -429,41 +431,15 @@ impl Shard {
     /// Starts low-priority background work: retention every
     /// `log.retention.check.interval.ms`.
     pub fn start_background_tasks(self: &Rc<Self>) {
-        let queue = glommio::executor().create_task_queue(
-            Shares::Static(50),
-            Latency::NotImportant,
-            "retention",
-        );
-        let shard = self.clone();
         let interval = Duration::from_millis(self.config.log_retention_check_interval_ms);
-        let spawned = glommio::spawn_local_into(
-            async move {
-                loop {
-                    let stop = future::or(
-                        async {
-                            glommio::timer::sleep(interval).await;
-                            false
-                        },
-                        async {
-                            shard.shutdown.wait().await;
-                            true
-                        },
-                    )
-                    .await;
-                    if stop {
-                        return;
-                    }
-                    shard.enforce_retention_once().await;
-                }
+        self.spawn_periodic(
+            "retention",
+            RETENTION_SHARES,
+            interval,
+            |shard| async move {
+                shard.enforce_retention_once().await;
             },
-            queue,
         );
-        match spawned {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(err) => warn!(error = %err, "cannot start the retention task"),
-        }
     }
 
     async fn enforce_retention_once(&self) {
