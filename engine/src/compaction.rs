@@ -25,11 +25,18 @@
 //!    the index files, in order with every other file command. A crash before the rename
 //!    leaves the old segment intact and recovery removes the `.cleaned` leftover.
 //!
-//! Limits (stated, not hidden): the engine does not decompress, so compressed batches, and
-//! transactional and control batches, are kept whole and their keys are not mapped; a
-//! tombstone is only removed when no such opaque batch precedes it in the pass (an older value
-//! inside one would otherwise come back). Records without a key are kept. Segments are
-//! rewritten one by one, never merged.
+//! Compressed batches: the engine has no codecs. A pass given a [`RecordsCodec`]
+//! ([`PartitionLog::compact_with_codec`]) expands each compressed data batch to its
+//! uncompressed equivalent (same header, compression bits cleared), maps and filters it like
+//! any other batch, and re-compresses a partially kept one with the original codec (same base
+//! offset, `lastOffsetDelta`, timestamps, producer fields; records keep their offset deltas),
+//! as Kafka's cleaner does. A batch the codec cannot expand is kept whole.
+//!
+//! Limits (stated, not hidden): without a codec compressed batches, and always transactional
+//! and control batches, are kept whole and their keys are not mapped; a tombstone is only
+//! removed when no such opaque batch precedes it in the pass (an older value inside one would
+//! otherwise come back). Records without a key are kept. Segments are rewritten one by one,
+//! never merged.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -40,7 +47,7 @@ use crate::{
     backend::{align_down, align_up, Backend, FileHandle, OpenMode},
     batch::{
         read_varint, read_varlong, validate_stored_batch_at, BatchHeader, Compression,
-        ATTR_CONTROL, ATTR_TRANSACTIONAL,
+        ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL,
     },
     error::LogError,
     log::PartitionLog,
@@ -62,6 +69,7 @@ const BATCH_BYTES_MAX: usize = 128 << 20;
 
 /// Byte offsets inside the 61-byte batch header (FORMAT.md).
 const BATCH_LENGTH_AT: usize = 8;
+const ATTRIBUTES_AT: usize = 21;
 const CRC_AT: usize = 17;
 const CRC_RANGE_START: usize = 21;
 const RECORDS_COUNT_AT: usize = 57;
@@ -91,6 +99,27 @@ impl Default for CompactionConfig {
             key_map_entries_max: 1_000_000,
         }
     }
+}
+
+/// Why a [`RecordsCodec`] could not expand or compress a batch's records.
+#[derive(Debug, thiserror::Error)]
+#[error("{compression:?} records: {source}")]
+pub struct CodecError {
+    /// The codec.
+    pub compression: Compression,
+    /// What failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The codecs compaction needs for compressed batches (the engine has none; the broker
+/// implements this). Both work on the records section only (what follows the 61-byte header).
+pub trait RecordsCodec {
+    /// Decompresses a batch's records section (`compression` is never `None`). Must bound the
+    /// output: sealed data is trusted, but a decompression bomb must not exhaust memory.
+    fn decompress(&self, compression: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError>;
+    /// Compresses an uncompressed records section with `compression` (never `None`).
+    fn compress(&self, compression: Compression, records: &[u8]) -> Result<Vec<u8>, CodecError>;
 }
 
 /// What a compaction pass did.
@@ -202,13 +231,97 @@ fn parse_records(batch: &[u8], count: i32) -> Option<Vec<RecordView<'_>>> {
     Some(records)
 }
 
-/// A batch whose keys the cleaner cannot see (compressed) or must not touch (transactional,
-/// control): kept whole, its keys unmapped.
-fn is_opaque(header: &BatchHeader) -> bool {
+/// A batch as the cleaner sees it: uncompressed (the stored bytes, or a compressed batch
+/// expanded by the codec) or opaque.
+enum Viewed {
+    /// Transactional, control, or compressed without a codec that could expand it.
+    Opaque,
+    /// An uncompressed data batch.
+    Plain,
+    /// A compressed data batch, expanded to its uncompressed equivalent.
+    Expanded(Compression, Vec<u8>),
+}
+
+/// Classifies `batch` and expands it when it is a compressed data batch and `codec` can.
+fn view_batch(batch: &[u8], header: &BatchHeader, codec: Option<&dyn RecordsCodec>) -> Viewed {
     let attributes = header.attributes();
-    header.compression() != Some(Compression::None)
-        || attributes & ATTR_TRANSACTIONAL != 0
-        || attributes & ATTR_CONTROL != 0
+    if attributes & ATTR_TRANSACTIONAL != 0 || attributes & ATTR_CONTROL != 0 {
+        return Viewed::Opaque;
+    }
+    let compression = match header.compression() {
+        Some(Compression::None) => return Viewed::Plain,
+        Some(compression) => compression,
+        None => return Viewed::Opaque,
+    };
+    let Some(codec) = codec else {
+        return Viewed::Opaque;
+    };
+    if header.records_count() == 0 {
+        // Nothing inside: nothing to map, and it keeps as it is.
+        return Viewed::Plain;
+    }
+    let Some(data) = batch.get(BATCH_HEADER_LEN..) else {
+        return Viewed::Opaque;
+    };
+    match codec.decompress(compression, data) {
+        Ok(records) => {
+            let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+            out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+            out.extend_from_slice(&records);
+            let plain = attributes & !ATTR_COMPRESSION_MASK;
+            out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&plain.to_be_bytes());
+            // Length and CRC are not checked on this in-memory form; set them anyway.
+            if seal(&mut out).is_err() {
+                return Viewed::Opaque;
+            }
+            Viewed::Expanded(compression, out)
+        }
+        Err(error) => {
+            tracing::warn!(
+                base_offset = header.base_offset(),
+                %error,
+                "compaction keeps a compressed batch whole: cannot decompress it"
+            );
+            Viewed::Opaque
+        }
+    }
+}
+
+/// Sets `batchLength` and the CRC of a batch built in memory.
+fn seal(out: &mut [u8]) -> Result<(), LogError> {
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| LogError::Invariant("cleaned batch length"))?;
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_RANGE_START..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Re-compresses a filtered expanded batch with its original codec: the stored header
+/// (attributes included) with the new count, length and CRC.
+fn recompress(
+    original: &[u8],
+    filtered: &[u8],
+    compression: Compression,
+    codec: &dyn RecordsCodec,
+) -> Result<Vec<u8>, LogError> {
+    let records = filtered.get(BATCH_HEADER_LEN..).ok_or(LogError::Invariant(
+        "filtered batch shorter than its header",
+    ))?;
+    let compressed = codec
+        .compress(compression, records)
+        .map_err(|_| LogError::Invariant("compaction could not re-compress a batch"))?;
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + compressed.len());
+    out.extend_from_slice(
+        original
+            .get(..BATCH_HEADER_LEN)
+            .ok_or(LogError::Invariant("batch shorter than its header"))?,
+    );
+    out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4]
+        .copy_from_slice(&filtered[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4]);
+    out.extend_from_slice(&compressed);
+    seal(&mut out)?;
+    Ok(out)
 }
 
 /// Reads a segment file batch by batch through a bounded window.
@@ -442,6 +555,10 @@ fn empty_batch(batch: &[u8]) -> Result<Vec<u8>, LogError> {
         .map_err(|_| LogError::Invariant("header length"))?;
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&0i32.to_be_bytes());
+    // No records, nothing to decompress: written uncompressed, as Kafka's cleaner does.
+    let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
+        .copy_from_slice(&(attributes & !ATTR_COMPRESSION_MASK).to_be_bytes());
     let crc = crc32c::crc32c(&out[CRC_RANGE_START..]);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
@@ -464,11 +581,23 @@ impl<B: Backend> PartitionLog<B> {
 
     /// Runs one log compaction pass if the dirty ratio reaches
     /// `config.min_cleanable_dirty_ratio` (see the module docs). Call it from a low-priority
-    /// task queue: it reads and rewrites whole segments.
+    /// task queue: it reads and rewrites whole segments. Compressed batches are kept whole;
+    /// see [`PartitionLog::compact_with_codec`].
     pub async fn compact(
         &self,
         now: TimestampMs,
         config: &CompactionConfig,
+    ) -> Result<CompactionReport, LogError> {
+        self.compact_with_codec(now, config, None).await
+    }
+
+    /// [`PartitionLog::compact`], also compacting the records of compressed data batches with
+    /// `codec` (see the module docs).
+    pub async fn compact_with_codec(
+        &self,
+        now: TimestampMs,
+        config: &CompactionConfig,
+        codec: Option<&dyn RecordsCodec>,
     ) -> Result<CompactionReport, LogError> {
         self.wait_for_rolled_segments().await?;
         let candidates = self.cleanable_segments(now, config);
@@ -500,10 +629,13 @@ impl<B: Backend> PartitionLog<B> {
                 let Some(header) = BatchHeader::parse(&batch) else {
                     continue;
                 };
-                if is_opaque(header) {
-                    continue;
-                }
-                let records = parse_records(&batch, header.records_count()).ok_or(
+                let viewed = view_batch(&batch, header, codec);
+                let plain: &[u8] = match &viewed {
+                    Viewed::Opaque => continue,
+                    Viewed::Plain => &batch,
+                    Viewed::Expanded(_, expanded) => expanded,
+                };
+                let records = parse_records(plain, header.records_count()).ok_or(
                     LogError::Invariant("compaction found malformed records in a sealed batch"),
                 )?;
                 for record in records {
@@ -525,7 +657,7 @@ impl<B: Backend> PartitionLog<B> {
         let mut opaque_seen = false;
         for candidate in candidates.iter().take(mapped_end) {
             let Some(cleaned) = self
-                .rewrite_segment(candidate, &map, tombstone_horizon, &mut opaque_seen)
+                .rewrite_segment(candidate, &map, tombstone_horizon, &mut opaque_seen, codec)
                 .await?
             else {
                 continue;
@@ -600,6 +732,7 @@ impl<B: Backend> PartitionLog<B> {
         map: &KeyMap,
         tombstone_horizon: i64,
         opaque_seen: &mut bool,
+        codec: Option<&dyn RecordsCodec>,
     ) -> Result<Option<Cleaned>, LogError> {
         let (dir, index_interval_bytes) = {
             let state = self.shared.state.borrow();
@@ -614,14 +747,19 @@ impl<B: Backend> PartitionLog<B> {
             let Some(header) = BatchHeader::parse(&batch) else {
                 continue;
             };
-            if is_opaque(header) {
-                seen_opaque = true;
-                continue;
-            }
+            let viewed = view_batch(&batch, header, codec);
+            let plain: &[u8] = match &viewed {
+                Viewed::Opaque => {
+                    seen_opaque = true;
+                    continue;
+                }
+                Viewed::Plain => &batch,
+                Viewed::Expanded(_, expanded) => expanded,
+            };
             let drop_tombstones = !seen_opaque && header.max_timestamp() <= tombstone_horizon;
             let mut counted = Removed::default();
             if !matches!(
-                filter_batch(&batch, header, map, drop_tombstones, &mut counted)?,
+                filter_batch(plain, header, map, drop_tombstones, &mut counted)?,
                 Filtered::Keep
             ) {
                 changes = true;
@@ -652,12 +790,23 @@ impl<B: Backend> PartitionLog<B> {
             let Some(header) = BatchHeader::parse(&batch) else {
                 continue;
             };
-            let output = if is_opaque(header) {
-                *opaque_seen = true;
-                Filtered::Keep
-            } else {
-                let drop_tombstones = !*opaque_seen && header.max_timestamp() <= tombstone_horizon;
-                filter_batch(&batch, header, map, drop_tombstones, &mut removed)?
+            let drop_tombstones = !*opaque_seen && header.max_timestamp() <= tombstone_horizon;
+            let output = match view_batch(&batch, header, codec) {
+                Viewed::Opaque => {
+                    *opaque_seen = true;
+                    Filtered::Keep
+                }
+                Viewed::Plain => filter_batch(&batch, header, map, drop_tombstones, &mut removed)?,
+                Viewed::Expanded(compression, expanded) => {
+                    match filter_batch(&expanded, header, map, drop_tombstones, &mut removed)? {
+                        Filtered::Rewrite(filtered) => {
+                            let codec =
+                                codec.ok_or(LogError::Invariant("expanded without a codec"))?;
+                            Filtered::Rewrite(recompress(&batch, &filtered, compression, codec)?)
+                        }
+                        other => other,
+                    }
+                }
             };
             if matches!(output, Filtered::Drop) {
                 last_dropped = Some(batch);
@@ -1012,6 +1161,216 @@ mod tests {
                     position += validate_stored_batch_at(&bytes, position).unwrap().length;
                 }
             }
+            log.close().await.unwrap();
+        });
+    }
+
+    /// A fake codec: "compressed" records are the plain ones reversed behind a magic prefix.
+    struct Reverse;
+
+    const FAKE_MAGIC: &[u8] = b"REV!";
+
+    impl RecordsCodec for Reverse {
+        fn decompress(&self, compression: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+            let body = data.strip_prefix(FAKE_MAGIC).ok_or(CodecError {
+                compression,
+                source: "missing magic".into(),
+            })?;
+            Ok(body.iter().rev().copied().collect())
+        }
+
+        fn compress(&self, _: Compression, records: &[u8]) -> Result<Vec<u8>, CodecError> {
+            let mut out = FAKE_MAGIC.to_vec();
+            out.extend(records.iter().rev());
+            Ok(out)
+        }
+    }
+
+    /// `plain` as an lz4-flagged batch whose records the fake codec "compressed".
+    fn fake_compressed(plain: &[u8]) -> bytes::Bytes {
+        let mut out = plain[..BATCH_HEADER_LEN].to_vec();
+        let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]) | 3;
+        out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        out.extend(
+            Reverse
+                .compress(Compression::Lz4, &plain[BATCH_HEADER_LEN..])
+                .unwrap(),
+        );
+        seal(&mut out).unwrap();
+        bytes::Bytes::from(out)
+    }
+
+    /// Every (offset, key, value is null) readable from `from`, expanding compressed batches
+    /// with the fake codec; also the compression of each stored batch that has records.
+    async fn expanded_records_from(
+        log: &PartitionLog,
+    ) -> (Vec<(i64, Vec<u8>, bool)>, Vec<Option<Compression>>) {
+        let result = log
+            .read(Offset(0), usize::MAX, log.log_end_offset())
+            .unwrap();
+        let mut bytes = Vec::new();
+        for chunk in &result.chunks {
+            bytes.extend_from_slice(&chunk.load().await.unwrap());
+        }
+        let (mut out, mut codecs) = (Vec::new(), Vec::new());
+        let mut position = 0;
+        while position < bytes.len() {
+            let summary = validate_stored_batch_at(&bytes, position).unwrap();
+            let batch = &bytes[position..position + summary.length];
+            let header = BatchHeader::parse(batch).unwrap();
+            let plain = match view_batch(batch, header, Some(&Reverse)) {
+                Viewed::Plain => batch.to_vec(),
+                Viewed::Expanded(_, expanded) => expanded,
+                Viewed::Opaque => panic!("opaque batch at {position}"),
+            };
+            if summary.records_count > 0 {
+                codecs.push(header.compression());
+            }
+            for record in parse_records(&plain, summary.records_count).unwrap() {
+                out.push((
+                    summary.base_offset + i64::from(record.offset_delta),
+                    record.key.unwrap().to_vec(),
+                    record.value_is_null,
+                ));
+            }
+            position += summary.length;
+        }
+        (out, codecs)
+    }
+
+    #[test]
+    fn compressed_batches_are_expanded_filtered_and_recompressed_with_a_codec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("codec-0");
+        run_local(move || async move {
+            let log = open(&dir).await;
+            let old = TimestampMs(NOW.0 - 10_000);
+            // Compressed: x=1 y=1 z=1 (0..=2), then x=2 and a tombstone for y (3..=4), then
+            // plain z=2 (5) and compressed x=3 (6).
+            let first = BatchBuilder::new(old)
+                .producer(7, 1, 0)
+                .record(Some(b"x"), Some(b"1"))
+                .record(Some(b"y"), Some(b"1"))
+                .record(Some(b"z"), Some(b"1"))
+                .build();
+            log.append(fake_compressed(&first), LeaderEpoch(0), old)
+                .unwrap();
+            let second = BatchBuilder::new(old)
+                .record(Some(b"x"), Some(b"2"))
+                .record(Some(b"y"), None)
+                .build();
+            log.append(fake_compressed(&second), LeaderEpoch(0), old)
+                .unwrap();
+            log.append(one("z", Some("2"), NOW), LeaderEpoch(0), NOW)
+                .unwrap();
+            let third = BatchBuilder::new(NOW)
+                .record(Some(b"x"), Some(b"3"))
+                .build();
+            log.append(fake_compressed(&third), LeaderEpoch(0), NOW)
+                .unwrap();
+            log.set_high_watermark(log.log_end_offset());
+            log.roll().unwrap();
+            log.flush().await.unwrap();
+
+            // Without a codec nothing compressed is touched: only nothing can go.
+            let untouched = log.compact(NOW, &eager()).await.unwrap();
+            assert_eq!(untouched.records_removed, 0, "{untouched:?}");
+            log.set_high_watermark(log.log_end_offset());
+
+            let config = CompactionConfig {
+                delete_retention_ms: 5_000,
+                ..eager()
+            };
+            // The checkpoint says the log is clean; reopen to start over from offset 0.
+            log.close().await.unwrap();
+            let (log, _) = PartitionLog::open(
+                DirectBackend,
+                &dir,
+                LogConfig {
+                    segment_bytes: 600,
+                    ..LogConfig::default()
+                },
+            )
+            .await
+            .unwrap();
+            log.set_high_watermark(log.log_end_offset());
+            let report = log
+                .compact_with_codec(NOW, &config, Some(&Reverse))
+                .await
+                .unwrap();
+            assert!(report.ran, "{report:?}");
+            assert_eq!(
+                (report.records_removed, report.tombstones_removed),
+                (4, 1),
+                "{report:?}"
+            );
+            let (records, codecs) = expanded_records_from(&log).await;
+            assert_eq!(
+                records,
+                vec![(5, b"z".to_vec(), false), (6, b"x".to_vec(), false)]
+            );
+            assert_eq!(
+                codecs,
+                vec![Some(Compression::None), Some(Compression::Lz4)]
+            );
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_partially_kept_compressed_batch_keeps_offsets_producer_and_codec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("codec-partial-0");
+        run_local(move || async move {
+            let log = open(&dir).await;
+            let batch = BatchBuilder::new(NOW)
+                .producer(42, 3, 10)
+                .record(Some(b"a"), Some(b"1"))
+                .record(Some(b"b"), Some(b"1"))
+                .record(Some(b"a"), Some(b"2"))
+                .record(Some(b"c"), Some(b"1"))
+                .build();
+            log.append(fake_compressed(&batch), LeaderEpoch(0), NOW)
+                .unwrap();
+            log.append(one("c", Some("2"), NOW), LeaderEpoch(0), NOW)
+                .unwrap();
+            log.set_high_watermark(log.log_end_offset());
+            log.roll().unwrap();
+            log.flush().await.unwrap();
+            let report = log
+                .compact_with_codec(NOW, &eager(), Some(&Reverse))
+                .await
+                .unwrap();
+            assert_eq!(report.records_removed, 2, "{report:?}");
+            let (records, codecs) = expanded_records_from(&log).await;
+            assert_eq!(
+                records,
+                vec![
+                    (1, b"b".to_vec(), false),
+                    (2, b"a".to_vec(), false),
+                    (4, b"c".to_vec(), false)
+                ]
+            );
+            assert_eq!(
+                codecs,
+                vec![Some(Compression::Lz4), Some(Compression::None)]
+            );
+            let result = log
+                .read(Offset(0), usize::MAX, log.log_end_offset())
+                .unwrap();
+            let bytes = result.chunks[0].load().await.unwrap();
+            let header = BatchHeader::parse(&bytes).unwrap();
+            assert_eq!(
+                (
+                    header.base_offset(),
+                    header.last_offset(),
+                    header.records_count(),
+                    header.producer_id(),
+                    header.producer_epoch(),
+                    header.base_sequence(),
+                ),
+                (0, 3, 2, 42, 3, 10)
+            );
             log.close().await.unwrap();
         });
     }

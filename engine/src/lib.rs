@@ -43,7 +43,7 @@ pub use backend::{
 };
 pub use batch::{validate_batches, BatchHeader, BatchSummary, Compression, BATCH_HEADER_LEN};
 pub use checkpoint::LOG_START_CHECKPOINT;
-pub use compaction::{CompactionConfig, CompactionReport};
+pub use compaction::{CodecError, CompactionConfig, CompactionReport, RecordsCodec};
 pub use config::{LogConfig, TimestampType};
 pub use error::{AppendError, BatchError, LogError, PoisonCause, ReadError, RecordsError};
 pub use log::{partition_dir, AppendInfo, Chunk, PartitionLog, ReadResult, RetentionReport};
