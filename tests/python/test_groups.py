@@ -107,6 +107,14 @@ def test_three_members_split_the_partitions_and_consume_every_message_once(vaart
             poll_once(consumers, received)
         assert sorted(i for r in received for i in r) == list(range(count))
         assert disjoint_cover([partitions_of(c) for c in consumers], 6)
+        # DescribeGroups reports each member and its address as Kafka does ("/ip").
+        admin = KafkaAdminClient(bootstrap_servers=vaart.bootstrap, request_timeout_ms=30_000)
+        try:
+            group = admin.describe_groups(["py-three"])["py-three"]
+        finally:
+            admin.close()
+        assert len(group["members"]) == 3, group
+        assert {m["client_host"] for m in group["members"]} == {"/127.0.0.1"}, group
     finally:
         for consumer in consumers:
             consumer.close()

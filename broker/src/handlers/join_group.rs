@@ -27,9 +27,8 @@ fn boxed(shard: Rc<Shard>, head: RequestHead, body: Bytes) -> HandlerFuture {
     Box::pin(handle(shard, head, body))
 }
 
-/// What JoinGroup records as the client host (the connection's peer address is not passed
-/// to handlers).
-pub const CLIENT_HOST: &str = "unknown";
+/// What JoinGroup records as the client host when the connection's peer address is unknown.
+pub const CLIENT_HOST_UNKNOWN: &str = "unknown";
 
 async fn handle(
     shard: Rc<Shard>,
@@ -61,7 +60,11 @@ async fn handle(
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        client_host: CLIENT_HOST.to_string(),
+        // Kafka reports the member's address as `/ip`.
+        client_host: head.peer.map_or_else(
+            || CLIENT_HOST_UNKNOWN.to_string(),
+            |peer| format!("/{}", peer.ip()),
+        ),
         require_known_member_id: version >= 4,
         version,
     };

@@ -395,7 +395,7 @@ mod tests {
         ) {
             let spec = &APIS[index % APIS.len()];
             for version in spec.min_version..=spec.max_version {
-                let head = RequestHead { api_key: spec.key, api_version: version, correlation_id: 1, client_id: None };
+                let head = RequestHead { api_key: spec.key, api_version: version, correlation_id: 1, client_id: None, peer: None };
                 let _ = check_decodes(&head, Bytes::from(body.clone()));
             }
         }
@@ -412,6 +412,7 @@ mod tests {
                     api_version: version,
                     correlation_id: 1,
                     client_id: None,
+                    peer: None,
                 };
                 let encoded = match spec.key {
                     ApiKey::Produce => kafka_protocol::messages::ProduceRequest::default()
@@ -440,6 +441,7 @@ mod tests {
             api_version: 1,
             correlation_id: 1,
             client_id: None,
+            peer: None,
         };
         assert!(check_decodes(&head, Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff])).is_err());
         // Metadata v12: compact array claiming u32::MAX - 1 entries.
@@ -448,6 +450,7 @@ mod tests {
             api_version: 12,
             correlation_id: 1,
             client_id: None,
+            peer: None,
         };
         assert!(check_decodes(&head, Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f])).is_err());
     }

@@ -266,6 +266,7 @@ async fn dispatch(
                 api_version,
                 correlation_id,
                 client_id: None,
+                peer: state.peer,
             };
             return enqueue(state, queue, head, Outcome::Ready(body), None).await;
         }
@@ -284,7 +285,9 @@ async fn dispatch(
         }
     };
     let mut body = frame;
-    let head = decode_header(&mut body).map_err(|err| CloseReason::Protocol(err.to_string()))?;
+    let mut head =
+        decode_header(&mut body).map_err(|err| CloseReason::Protocol(err.to_string()))?;
+    head.peer = state.peer;
     // Backpressure: wait until this request's bytes fit the connection's budget. A request
     // larger than the whole budget waits for an idle connection and then takes all of it.
     let units = frame_bytes.clamp(1, state.budget_bytes);

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use std::net::SocketAddr;
 use thiserror::Error;
 
 /// Why a request could not be decoded. Each closes the connection, as in Kafka.
@@ -58,6 +59,9 @@ pub struct RequestHead {
     pub correlation_id: i32,
     /// Client id, if sent.
     pub client_id: Option<StrBytes>,
+    /// The client's address (the connection's peer), where the socket could tell it; the
+    /// group coordinator reports it as the member's `client_host`.
+    pub peer: Option<SocketAddr>,
 }
 
 /// The fixed first 8 bytes of every request header: api key, version, correlation id.
@@ -89,6 +93,7 @@ pub fn decode_header(frame: &mut Bytes) -> Result<RequestHead, RequestError> {
         api_version,
         correlation_id: header.correlation_id,
         client_id: header.client_id,
+        peer: None,
     })
 }
 
