@@ -481,3 +481,30 @@ fn many_bad_connections_in_a_row_leave_the_broker_serving() {
     }
     assert_still_serves(&mut broker, &mut other);
 }
+
+#[test]
+fn produce_to_an_internal_topic_gets_invalid_topic_and_creates_nothing() {
+    let mut broker = BrokerOptions::new().start();
+    let mut other = bystander(&broker);
+    let mut conn = broker.check(KafkaConn::connect(broker.addr()), "connect");
+    // Kafka: only the broker appends to internal topics, and auto-creation does not make one.
+    let answer = broker.check(
+        conn.produce("__consumer_offsets", 0, five_records(), 1),
+        "Produce to __consumer_offsets",
+    );
+    assert_eq!(
+        answer.error_code,
+        error_code::INVALID_TOPIC_EXCEPTION,
+        "Produce to __consumer_offsets"
+    );
+    let metadata = broker.check(conn.metadata(None, false), "Metadata");
+    assert!(
+        metadata
+            .topics
+            .iter()
+            .all(|topic| topic.name.as_ref().map(|name| name.0.as_str())
+                != Some("__consumer_offsets")),
+        "a Produce must not auto-create __consumer_offsets"
+    );
+    assert_still_serves(&mut broker, &mut other);
+}

@@ -14,6 +14,7 @@ use tracing::debug;
 use super::{
     encode, owner_failure_error, ApiSpec, HandlerError, HandlerFuture, Ordering, Response,
 };
+use crate::metadata::is_internal_topic;
 use crate::metadata::names::validate_topic_name;
 use crate::metadata::ops::{MetadataOp, NewTopic};
 use crate::protocol::request::{decode_body, RequestHead};
@@ -74,6 +75,7 @@ async fn handle(
                 let name = topic.name.as_str();
                 if snapshot.topic(name).is_none()
                     && validate_topic_name(name).is_ok()
+                    && !is_internal_topic(name)
                     && !missing.iter().any(|m| m == name)
                 {
                     missing.push(name.to_string());
@@ -107,9 +109,22 @@ async fn handle(
             } else {
                 KafkaError::UnknownTopicOrPartition
             };
+            let internal = if by_id {
+                meta.is_some_and(|meta| meta.is_internal())
+            } else {
+                is_internal_topic(topic.name.as_str())
+            };
             for partition in topic.partition_data.iter_mut() {
                 let slot = position;
                 position += 1;
+                if internal {
+                    // Only the broker writes internal topics, as in Kafka.
+                    outcomes[slot] = Some(ProduceOutcome::failed(
+                        KafkaError::InvalidTopicException,
+                        Some("cannot append to an internal topic".to_string()),
+                    ));
+                    continue;
+                }
                 let Some(meta) = meta else {
                     outcomes[slot] = Some(ProduceOutcome::failed(missing_error, None));
                     continue;

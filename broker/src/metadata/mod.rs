@@ -56,9 +56,9 @@ impl TopicMeta {
             .and_then(|i| self.partitions.get(i))
     }
 
-    /// Topics starting with `__` are Kafka-internal (`__consumer_offsets`).
+    /// Kafka-internal topics (`__consumer_offsets`).
     pub fn is_internal(&self) -> bool {
-        self.name == "__consumer_offsets" || self.name == "__transaction_state"
+        is_internal_topic(&self.name)
     }
 }
 
@@ -136,4 +136,10 @@ impl ClusterMetadata {
         }
         counts
     }
+}
+
+/// Whether `name` is a Kafka-internal topic: written by the broker itself, never by a
+/// client's Produce (Kafka answers INVALID_TOPIC_EXCEPTION).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
 }
