@@ -260,7 +260,9 @@ impl<B: Backend> PartitionLog<B> {
                 .detach(),
             None => glommio::spawn_local(writer).detach(),
         };
-        tracing::info!(
+        // Debug, not info: a broker opens thousands of these at startup; recovery that changed
+        // anything has already been logged as a warning.
+        tracing::debug!(
             dir = %dir.display(),
             log_start_offset = %recovered.log_start_offset,
             log_end_offset = %log_end_offset,
