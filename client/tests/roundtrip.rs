@@ -34,7 +34,10 @@ impl BrokerProcess {
         let binary = std::env::var_os("VAART_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vaart")
+                let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+                target_dir.join("debug/vaart")
             });
         assert!(
             binary.exists(),
