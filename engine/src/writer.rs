@@ -337,12 +337,7 @@ impl Op {
                                 .rename(&cleaned, &paths.log)
                                 .await
                                 .map_err(|error| LogError::io("rename", &cleaned, error))?;
-                            write_whole_file(backend, &paths.index, &index).await?;
-                            write_whole_file(backend, &paths.time_index, &time_index).await?;
-                            backend
-                                .sync_dir(&dir)
-                                .await
-                                .map_err(|error| LogError::io("fsync directory", &dir, error))
+                            persist_indexes(backend, &paths, &index, &time_index, &dir).await
                         }
                         .await;
                         (result, false)
@@ -425,12 +420,7 @@ impl Op {
             } => {
                 let result = async {
                     truncate_and_sync(&file, len).await?;
-                    write_whole_file(backend, &paths.index, &index).await?;
-                    write_whole_file(backend, &paths.time_index, &time_index).await?;
-                    backend
-                        .sync_dir(&dir)
-                        .await
-                        .map_err(|error| LogError::io("fsync directory", &dir, error))
+                    persist_indexes(backend, &paths, &index, &time_index, &dir).await
                 }
                 .await;
                 Outcome::Sealed {
@@ -453,6 +443,23 @@ async fn truncate_and_sync(file: &FileHandle, len: u64) -> Result<(), LogError> 
     file.fdatasync()
         .await
         .map_err(|error| LogError::io("fdatasync", file.path(), error))
+}
+
+/// Writes a segment's offset and time index files whole, then fsyncs the directory, so that
+/// a sealed or swapped segment's indexes and names are durable together.
+async fn persist_indexes<B: Backend>(
+    backend: &B,
+    paths: &SegmentPaths,
+    index: &[u8],
+    time_index: &[u8],
+    dir: &std::path::Path,
+) -> Result<(), LogError> {
+    write_whole_file(backend, &paths.index, index).await?;
+    write_whole_file(backend, &paths.time_index, time_index).await?;
+    backend
+        .sync_dir(dir)
+        .await
+        .map_err(|error| LogError::io("fsync directory", dir, error))
 }
 
 async fn delete_segment_files<B: Backend>(
