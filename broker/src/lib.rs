@@ -1,6 +1,8 @@
 //! Vaart broker: a Kafka-compatible, thread-per-core streaming broker.
 //!
 //! # Layout
+//! - [`cli`]: the tools that talk to a running broker (`vaart topics`, `console-producer`,
+//!   `console-consumer`, `consumer-groups`, `configs`), on `vaart-client`.
 //! - [`config`]: the typed broker configuration and its layers (defaults < TOML file <
 //!   `VAART_*` environment < flags), with Kafka's setting names and defaults.
 //! - [`server`]: process startup and shutdown: data dir, metadata, listening sockets, one
@@ -21,6 +23,7 @@
 //! - [`types`]: domain newtypes (`NodeId`, `ShardId`, `PartitionIndex`, `TopicId`).
 
 pub mod alloc_guard;
+pub mod cli;
 pub mod config;
 pub mod groups;
 pub mod handlers;

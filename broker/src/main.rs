@@ -3,7 +3,8 @@
 //! # Layout
 //! - `main`: parses the command line (clap subcommands; `start` runs a broker), sets up
 //!   logging to stderr, and hands over to [`vaart_broker::server::run`].
-//! - Further subcommands (`topics`, `console-producer`, ...) go in [`Command`].
+//! - The tools that talk to a running broker (`topics`, `console-producer`, ...) live in
+//!   [`vaart_broker::cli`]; [`Command`] names them.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::{error, warn};
+use vaart_broker::cli;
 use vaart_broker::config::{BrokerConfig, ConfigInputs};
 
 #[global_allocator]
@@ -28,6 +30,16 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Start(StartArgs),
+    /// Create, list, describe, alter and delete topics (like kafka-topics).
+    Topics(cli::topics::TopicsArgs),
+    /// Describe and change topic and broker configs (like kafka-configs).
+    Configs(cli::configs::ConfigsArgs),
+    /// Produce one record per line of stdin (like kafka-console-producer).
+    ConsoleProducer(cli::console_producer::ConsoleProducerArgs),
+    /// Print records to stdout (like kafka-console-consumer).
+    ConsoleConsumer(cli::console_consumer::ConsoleConsumerArgs),
+    /// List, describe, delete consumer groups and reset their offsets (like kafka-consumer-groups).
+    ConsumerGroups(cli::consumer_groups::ConsumerGroupsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,9 +154,33 @@ fn start(args: StartArgs) -> ExitCode {
     }
 }
 
+/// The tools print their results on stdout and one line per error on stderr; client logs show
+/// only when asked for with RUST_LOG or VAART_LOG.
+fn with_tool_logging(tool: impl FnOnce() -> ExitCode) -> ExitCode {
+    let filter = std::env::var("VAART_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok());
+    if let Some(filter) = filter {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_new(&filter) {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .log_internal_errors(false)
+                .init();
+        }
+    }
+    tool()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Start(args) => start(args),
+        Command::Topics(args) => with_tool_logging(|| cli::topics::run(args)),
+        Command::Configs(args) => with_tool_logging(|| cli::configs::run(args)),
+        Command::ConsoleProducer(args) => with_tool_logging(|| cli::console_producer::run(args)),
+        Command::ConsoleConsumer(args) => with_tool_logging(|| cli::console_consumer::run(args)),
+        Command::ConsumerGroups(args) => with_tool_logging(|| cli::consumer_groups::run(args)),
     }
 }

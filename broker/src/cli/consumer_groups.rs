@@ -1,0 +1,20 @@
+//! `vaart consumer-groups`: placeholder, being written this session.
+
+use std::process::ExitCode;
+
+use super::{run_tool, CliError, ConnectArgs};
+
+/// Arguments of `vaart consumer-groups`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumerGroupsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Runs the tool.
+pub fn run(args: ConsumerGroupsArgs) -> ExitCode {
+    run_tool(move || async move {
+        let _client = args.connect.connect().await?;
+        Err(CliError::Usage("not built yet".to_string()))
+    })
+}
