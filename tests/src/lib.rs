@@ -5,6 +5,8 @@
 //! - [`broker`]: [`Broker`], one `vaart start` process on a free loopback port (reserved across
 //!   test processes with a file lock) with its own temporary data dir; bounded start (TCP accept plus an ApiVersions round trip), SIGTERM stop
 //!   that must exit 0, SIGKILL, restart on the same data dir and port, stderr kept for failures.
+//! - [`cli`]: [`cli::vaart_tool`], one run of a `vaart` tool (`topics`, `console-producer`, ...)
+//!   with stdin fed and stdout/stderr/exit code captured, under a deadline.
 //! - [`wire`]: [`wire::KafkaConn`], a blocking raw Kafka protocol connection (requests encoded
 //!   with the `kafka-protocol` crate, frames read with bounded sizes and timeouts) plus small
 //!   request builders (create topic, produce a batch, fetch, metadata) for protocol-level tests.
@@ -18,6 +20,7 @@
 //! hanging it.
 
 pub mod broker;
+pub mod cli;
 pub mod clients;
 pub mod wire;
 pub mod workload;
