@@ -43,7 +43,7 @@ impl MachineInfo {
     /// Describes this machine and the disk that holds `dir` (which must exist).
     pub fn collect(dir: &Path) -> Self {
         Self {
-            cores: std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            cores: online_cores(),
             cpu_model: cpu_model(),
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             memory_bytes: memory_bytes(),
@@ -176,6 +176,32 @@ fn whole_disk_sysfs_dir(device_number: &str) -> Option<PathBuf> {
     parent.join("queue").is_dir().then(|| parent.to_path_buf())
 }
 
+/// The machine's online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-1,4`), not just the
+/// ones this process may use: a generator pinned with `taskset` still describes the machine.
+pub fn online_cores() -> usize {
+    read_trimmed("/sys/devices/system/cpu/online")
+        .and_then(|list| count_cpu_list(&list))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()))
+}
+
+/// Counts the CPUs of a kernel CPU list (`0-3,8,10-11`); `None` if it does not parse.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut count = 0usize;
+    for range in list.split(',').filter(|range| !range.is_empty()) {
+        count += match range.split_once('-') {
+            Some((first, last)) => {
+                let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+                last.checked_sub(first)? + 1
+            }
+            None => {
+                range.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    (count > 0).then_some(count)
+}
+
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
     let trimmed = text.trim();
@@ -216,6 +242,16 @@ mod tests {
 40 27 259:2 / /mnt/fast\\040disk rw,noatime shared:5 - xfs /dev/nvme0n1p2 rw,attr2
 41 27 0:38 / /mnt/fastx rw,relatime - tmpfs tmpfs rw
 ";
+
+    #[test]
+    fn counts_kernel_cpu_lists() {
+        assert_eq!(count_cpu_list("0-1"), Some(2));
+        assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpu_list("5"), Some(1));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("x"), None);
+    }
 
     #[test]
     fn picks_the_longest_mount_point_containing_the_dir() {

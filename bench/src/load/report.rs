@@ -119,7 +119,7 @@ impl LoadReport {
             .map(|(before, after)| after.cpu_s - before.cpu_s);
         let gigabytes = headline.payload_bytes as f64 / 1e9;
         let cpu = CpuFigures {
-            cores: std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            cores: crate::machine::online_cores(),
             generator_cpu_s: figures.generator_cpu_s,
             generator_cores_used: figures.generator_cpu_s.map(|cpu_s| cpu_s / wall_s),
             generator_cpu_s_per_GB: figures
