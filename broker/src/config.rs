@@ -28,6 +28,20 @@ pub enum ConfigSource {
     Env,
     /// A command-line flag.
     Flag,
+    /// A dynamic cluster-wide default (BROKER resource "", see `dynamic_config`).
+    DynamicDefault,
+    /// A dynamic per-broker config (BROKER resource = this node id).
+    DynamicBroker,
+}
+
+impl ConfigSource {
+    /// True for the file, environment and flags (Kafka's STATIC_BROKER_CONFIG).
+    pub fn is_static(self) -> bool {
+        matches!(
+            self,
+            ConfigSource::File | ConfigSource::Env | ConfigSource::Flag
+        )
+    }
 }
 
 /// Configuration errors, reported before the broker starts.
@@ -253,6 +267,9 @@ pub struct BrokerConfig {
     /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
     /// produced to it for this long.
     pub producer_id_expiration_ms: i64,
+    /// `metrics.listen` (Vaart): HOST:PORT of the Prometheus `/metrics` endpoint (served by
+    /// shard 0); `None` = disabled (`none` or empty).
+    pub metrics_listen: Option<HostPort>,
     /// Every setting that was given explicitly, with its raw value and source.
     pub explicit: BTreeMap<&'static str, (String, ConfigSource)>,
     /// Raw retention/roll values, resolved into `log_retention_ms`/`log_roll_ms` by `load`.
@@ -823,6 +840,21 @@ pub static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
     },
+    SettingDef {
+        name: "metrics.listen",
+        aliases: &[],
+        default: Some("0.0.0.0:9644"),
+        doc: "HOST:PORT of the Prometheus /metrics endpoint (HTTP, served by shard 0); `none` or empty disables it.",
+        apply: |c, v| {
+            let v = v.trim();
+            c.metrics_listen = if v.is_empty() || v.eq_ignore_ascii_case("none") {
+                None
+            } else {
+                Some(HostPort::parse(v).ok_or("expected HOST:PORT or none")?)
+            };
+            Ok(())
+        },
+    },
 ];
 
 /// Finds a setting by its name or an alias.
@@ -901,6 +933,10 @@ impl BrokerConfig {
             connections_max_idle_ms: 600_000,
             max_connections: i32::MAX,
             producer_id_expiration_ms: 86_400_000,
+            metrics_listen: Some(HostPort {
+                host: "0.0.0.0".to_string(),
+                port: 9644,
+            }),
             explicit: BTreeMap::new(),
             time_parts: TimeParts::default(),
         }

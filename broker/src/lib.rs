@@ -5,9 +5,11 @@
 //!   `console-consumer`, `consumer-groups`, `configs`), on `vaart-client`.
 //! - [`config`]: the typed broker configuration and its layers (defaults < TOML file <
 //!   `VAART_*` environment < flags), with Kafka's setting names and defaults.
+//! - [`dynamic_config`]: dynamic broker configs (Kafka's KIP-226): which settings change at
+//!   runtime, the two dynamic levels, validation, their file, SIGHUP reload merging.
 //! - [`server`]: process startup and shutdown: data dir, metadata, listening sockets, one
 //!   pinned glommio executor per shard, joining them.
-//! - [`signals`]: SIGTERM/SIGINT handling (a `sigwait` thread that notifies each shard).
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP handling (a `sigwait` thread that notifies the shards).
 //! - [`shard`]: one shard's state and life; the channel mesh between shards.
 //! - [`net`]: listening sockets, connections (framing, dispatch, ordered responses),
 //!   vectored writes.
@@ -17,6 +19,8 @@
 //!   and the `__consumer_offsets` records.
 //! - [`metadata`]: topics, ids, configs and the partition -> shard map; owned by shard 0,
 //!   persisted atomically, replicated read-only to the other shards.
+//! - [`metrics`]: Prometheus metrics, one registry per shard, and the `/metrics` endpoint
+//!   (shard 0) that merges every shard's.
 //! - [`local_sync`]: single-shard events and oneshot replies.
 //! - [`alloc_guard`]: the global allocator wrapper that keeps absurd wire-claimed lengths
 //!   from aborting the process.
@@ -25,10 +29,12 @@
 pub mod alloc_guard;
 pub mod cli;
 pub mod config;
+pub mod dynamic_config;
 pub mod groups;
 pub mod handlers;
 pub mod local_sync;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod server;

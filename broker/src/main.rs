@@ -145,7 +145,7 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match vaart_broker::server::run(config) {
+    match vaart_broker::server::run(config, inputs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!("{err}");

@@ -14,7 +14,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ConfigInputs};
+use crate::dynamic_config::{load_layers, DynamicConfigError, LiveConfig};
 use crate::metadata::store::{MetadataStore, StoreError, METADATA_FILE};
 use crate::net::listener::{bind_reuseport, resolve, ListenError};
 use crate::shard::mesh::MESH_CHANNEL_CAPACITY;
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// Metadata could not be loaded.
     #[error(transparent)]
     Metadata(#[from] StoreError),
+    /// The dynamic broker config file could not be loaded.
+    #[error(transparent)]
+    DynamicConfig(#[from] DynamicConfigError),
     /// The listen address could not be bound.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -78,8 +82,9 @@ pub enum ServerError {
     },
 }
 
-/// Runs the broker until SIGTERM/SIGINT; returns after every shard stopped.
-pub fn run(config: BrokerConfig) -> Result<(), ServerError> {
+/// Runs the broker until SIGTERM/SIGINT; returns after every shard stopped. `config` is the
+/// static configuration loaded from `inputs` (kept for SIGHUP reloads).
+pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError> {
     let config = Arc::new(config);
     let data_dir = config.data_dir.clone();
     fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir {
@@ -98,6 +103,21 @@ pub fn run(config: BrokerConfig) -> Result<(), ServerError> {
     clean_data_dir(&data_dir, &metadata, metadata_existed);
     write_probe_file(&data_dir)?;
     let metadata = Arc::new(metadata);
+
+    // Dynamic broker configs (AlterConfigs on a BROKER resource, persisted in the data dir)
+    // apply on top of the static configuration.
+    let (layers, mut config_warnings) = load_layers(&data_dir, config.node_id)?;
+    let (live, build_warnings) = LiveConfig::build(config, layers);
+    config_warnings.extend(build_warnings);
+    for warning in &config_warnings {
+        warn!("{warning}");
+    }
+    if !live.layers.is_empty() {
+        info!(cluster_default = ?live.layers.cluster_default, this_broker = ?live.layers.broker, "dynamic broker configs applied");
+    }
+    let live = Arc::new(live);
+    let config = live.effective.clone();
+    let mut config_inputs = Some(inputs);
 
     // Block SIGINT/SIGTERM before any thread starts so every thread inherits the mask and
     // only the signal thread receives them (via sigwait).
@@ -126,6 +146,12 @@ pub fn run(config: BrokerConfig) -> Result<(), ServerError> {
             store: (index == 0).then(|| store.clone()),
             listener,
             shutdown_signal: OwnedFd::from(reader),
+            live_config: live.clone(),
+            config_inputs: if index == 0 {
+                config_inputs.take()
+            } else {
+                None
+            },
             mesh: mesh.clone(),
             ready: ready_tx.clone(),
         };

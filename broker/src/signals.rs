@@ -1,6 +1,8 @@
-//! SIGTERM/SIGINT: blocked in every thread and received by one signal thread with
-//! `sigwait`, which tells each shard through its own Unix socket (a shard awaits one byte).
-//! A second SIGINT (Ctrl-C twice) exits at once; repeated SIGTERMs are ignored.
+//! Signals: SIGTERM/SIGINT (shut down) and SIGHUP (reload the configuration), blocked in every
+//! thread and received by one signal thread with `sigwait`, which tells the shards through
+//! their own Unix sockets (a shard reads one byte at a time).
+//! A second SIGINT (Ctrl-C twice) exits at once; repeated SIGTERMs are ignored; SIGHUP goes to
+//! shard 0, which owns configuration changes, and is ignored once shutdown began.
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -8,7 +10,12 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-fn shutdown_signal_set() -> io::Result<libc::sigset_t> {
+/// Byte a shard reads as "shut down" (EOF means the same).
+pub const SHUTDOWN_BYTE: u8 = 1;
+/// Byte shard 0 reads as "reload the configuration" (SIGHUP).
+pub const RELOAD_BYTE: u8 = 2;
+
+fn handled_signal_set() -> io::Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these libc calls.
@@ -16,6 +23,7 @@ fn shutdown_signal_set() -> io::Result<libc::sigset_t> {
         libc::sigemptyset(&mut set)
             | libc::sigaddset(&mut set, libc::SIGINT)
             | libc::sigaddset(&mut set, libc::SIGTERM)
+            | libc::sigaddset(&mut set, libc::SIGHUP)
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -23,9 +31,9 @@ fn shutdown_signal_set() -> io::Result<libc::sigset_t> {
     Ok(set)
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and so in threads it spawns later).
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and so in threads it spawns later).
 pub fn block_shutdown_signals() -> io::Result<()> {
-    let set = shutdown_signal_set()?;
+    let set = handled_signal_set()?;
     // SAFETY: `set` is initialised; the old mask is not needed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if rc != 0 {
@@ -34,24 +42,34 @@ pub fn block_shutdown_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Writes one byte to every shard's shutdown socket.
-pub fn notify_shutdown(shards: &[OwnedFd]) {
-    for fd in shards {
-        let mut stream = match fd.try_clone() {
-            Ok(clone) => std::os::unix::net::UnixStream::from(clone),
-            Err(err) => {
-                warn!(error = %err, "cannot notify a shard of shutdown");
-                continue;
-            }
-        };
-        // A shard that already stopped has closed its end; that is fine.
-        let _ = stream.write_all(&[1]);
+fn notify(fd: &OwnedFd, byte: u8) {
+    match fd.try_clone() {
+        Ok(clone) => {
+            let mut stream = std::os::unix::net::UnixStream::from(clone);
+            // A shard that already stopped has closed its end; that is fine.
+            let _ = stream.write_all(&[byte]);
+        }
+        Err(err) => warn!(error = %err, "cannot notify a shard of a signal"),
     }
 }
 
-/// Starts the thread that waits for SIGINT/SIGTERM.
+/// Writes the shutdown byte to every shard's signal socket.
+pub fn notify_shutdown(shards: &[OwnedFd]) {
+    for fd in shards {
+        notify(fd, SHUTDOWN_BYTE);
+    }
+}
+
+/// Asks shard 0 to reload the configuration.
+pub fn notify_reload(shards: &[OwnedFd]) {
+    if let Some(owner) = shards.first() {
+        notify(owner, RELOAD_BYTE);
+    }
+}
+
+/// Starts the thread that waits for SIGINT/SIGTERM/SIGHUP.
 pub fn spawn_signal_thread(shards: Arc<Vec<OwnedFd>>) -> io::Result<()> {
-    let set = shutdown_signal_set()?;
+    let set = handled_signal_set()?;
     std::thread::Builder::new()
         .name("vaart-signals".to_string())
         .spawn(move || {
@@ -62,6 +80,15 @@ pub fn spawn_signal_thread(shards: Arc<Vec<OwnedFd>>) -> io::Result<()> {
                 let rc = unsafe { libc::sigwait(&set, &mut signal) };
                 if rc != 0 {
                     warn!(error = %io::Error::from_raw_os_error(rc), "sigwait failed");
+                    continue;
+                }
+                if signal == libc::SIGHUP {
+                    if received == 0 {
+                        info!("received SIGHUP: reloading the configuration");
+                        notify_reload(&shards);
+                    } else {
+                        info!("received SIGHUP while shutting down: ignored");
+                    }
                     continue;
                 }
                 received += 1;

@@ -49,6 +49,9 @@ impl Broker {
                 "127.0.0.1:0",
                 "--shards",
                 &shards.to_string(),
+                // Port 0: parallel test brokers must not compete for the default metrics port.
+                "--set",
+                "metrics.listen=127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(dir)

@@ -12,9 +12,11 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -115,6 +117,75 @@ impl ConfigEntry {
             self.source,
             ConfigSource::Default | ConfigSource::StaticBrokerConfig
         )
+    }
+}
+
+impl ConfigSource {
+    /// Kafka's name for the source, as `kafka-configs` prints it in synonyms
+    /// (`DYNAMIC_TOPIC_CONFIG`, `DEFAULT_CONFIG`, ...).
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            ConfigSource::Unknown => "UNKNOWN",
+            ConfigSource::TopicConfig => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::DynamicBrokerConfig => "DYNAMIC_BROKER_CONFIG",
+            ConfigSource::DynamicDefaultBrokerConfig => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+            ConfigSource::StaticBrokerConfig => "STATIC_BROKER_CONFIG",
+            ConfigSource::Default => "DEFAULT_CONFIG",
+            ConfigSource::DynamicBrokerLoggerConfig => "DYNAMIC_BROKER_LOGGER_CONFIG",
+            ConfigSource::ClientMetricsConfig => "CLIENT_METRICS_CONFIG",
+            ConfigSource::GroupConfig => "GROUP_CONFIG",
+        }
+    }
+}
+
+/// One synonym of a described config: another name or level the value can come from, most
+/// specific first (Kafka's `ConfigEntry.ConfigSynonym`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+}
+
+/// A config entry with its synonyms (DescribeConfigs with `include_synonyms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedConfig {
+    pub entry: ConfigEntry,
+    pub synonyms: Vec<ConfigSynonym>,
+}
+
+/// A topic's id, as Metadata v10+ reports it. Displayed as Kafka prints a `Uuid`: URL-safe
+/// base64 of the 16 bytes without padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicId(pub [u8; 16]);
+
+impl TopicId {
+    /// Kafka's `Uuid.ZERO_UUID`: the broker did not report an id.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 16]
+    }
+}
+
+impl std::fmt::Display for TopicId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut text = String::with_capacity(22);
+        for chunk in self.0.chunks(3) {
+            let bytes = [
+                chunk.first().copied().unwrap_or(0),
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let group =
+                (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+            // A chunk of n bytes gives n + 1 characters (no padding).
+            for index in 0..=chunk.len() {
+                let sextet = (group >> (18 - 6 * index)) & 0x3f;
+                text.push(char::from(ALPHABET[sextet as usize]));
+            }
+        }
+        formatter.write_str(&text)
     }
 }
 
@@ -334,16 +405,42 @@ impl Admin {
         name: &str,
         keys: Option<&[&str]>,
     ) -> Result<Vec<ConfigEntry>, ClientError> {
-        let request = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
+        Ok(self
+            .describe_configs_inner(resource_type, name, keys, false)
+            .await?
+            .into_iter()
+            .map(|described| described.entry)
+            .collect())
+    }
+
+    /// Every config of one topic or broker with its synonyms (what `kafka-configs --describe`
+    /// prints). A broker's cluster-wide defaults are the broker resource named `""`.
+    pub async fn describe_configs_with_synonyms(
+        &self,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> Result<Vec<DescribedConfig>, ClientError> {
+        self.describe_configs_inner(resource_type, name, None, true)
+            .await
+    }
+
+    async fn describe_configs_inner(
+        &self,
+        resource_type: ResourceType,
+        name: &str,
+        keys: Option<&[&str]>,
+        include_synonyms: bool,
+    ) -> Result<Vec<DescribedConfig>, ClientError> {
+        let request = DescribeConfigsRequest::default()
+            .with_resources(vec![DescribeConfigsResource::default()
                 .with_resource_type(resource_type.wire())
                 .with_resource_name(StrBytes::from_string(name.to_owned()))
                 .with_configuration_keys(keys.map(|keys| {
                     keys.iter()
                         .map(|key| StrBytes::from_string((*key).to_owned()))
                         .collect()
-                })),
-        ]);
+                }))])
+            .with_include_synonyms(include_synonyms);
         let connection = match resource_type {
             ResourceType::Broker => match name.parse::<i32>() {
                 Ok(id) => self.client.broker(NodeId(id)).await?,
@@ -368,12 +465,56 @@ impl Admin {
         Ok(result
             .configs
             .into_iter()
-            .map(|entry| ConfigEntry {
-                name: entry.name.as_str().to_owned(),
-                value: entry.value.map(|value| value.as_str().to_owned()),
-                read_only: entry.read_only,
-                source: ConfigSource::from_wire(entry.config_source),
-                is_sensitive: entry.is_sensitive,
+            .map(|entry| DescribedConfig {
+                synonyms: entry
+                    .synonyms
+                    .iter()
+                    .map(|synonym| ConfigSynonym {
+                        name: synonym.name.as_str().to_owned(),
+                        value: synonym
+                            .value
+                            .as_ref()
+                            .map(|value| value.as_str().to_owned()),
+                        source: ConfigSource::from_wire(synonym.source),
+                    })
+                    .collect(),
+                entry: ConfigEntry {
+                    name: entry.name.as_str().to_owned(),
+                    value: entry.value.map(|value| value.as_str().to_owned()),
+                    read_only: entry.read_only,
+                    source: ConfigSource::from_wire(entry.config_source),
+                    is_sensitive: entry.is_sensitive,
+                },
+            })
+            .collect())
+    }
+
+    /// The ids of `topics` (`None`: every topic) by name, from Metadata v10+; a broker that
+    /// speaks an older Metadata version gives no ids (an empty map).
+    pub async fn topic_ids(
+        &self,
+        topics: Option<&[&str]>,
+    ) -> Result<HashMap<String, TopicId>, ClientError> {
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let connection = self.client.any_broker().await?;
+        if connection.version(ApiKey::Metadata)? < 10 {
+            return Ok(HashMap::new());
+        }
+        let response = connection.call(&request).await?;
+        Ok(response
+            .topics
+            .into_iter()
+            .filter(|topic| topic.error_code == 0)
+            .filter_map(|topic| {
+                let name = topic.name?.0.as_str().to_owned();
+                Some((name, TopicId(*topic.topic_id.as_bytes())))
             })
             .collect())
     }
@@ -406,7 +547,13 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(name.to_owned()))
                 .with_configs(configs),
         ]);
-        let response = self.client.controller().await?.call(&request).await?;
+        // A broker's own config goes to that broker (as Kafka's admin client routes it);
+        // topics and the cluster-wide broker default go to the controller.
+        let connection = match (resource_type, name.parse::<i32>()) {
+            (ResourceType::Broker, Ok(id)) => self.client.broker(NodeId(id)).await?,
+            _ => self.client.controller().await?,
+        };
+        let response = connection.call(&request).await?;
         for result in response.responses {
             KafkaCode(result.error_code).into_result().map_err(|code| {
                 KafkaError::new(ApiKey::IncrementalAlterConfigs, code)
@@ -482,5 +629,21 @@ fn first_result(results: TopicResults, api: ApiKey) -> Result<(), ClientError> {
         None => Err(KafkaError::new(api, KafkaCode(-1))
             .with_message(Some("empty answer"))
             .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_ids_print_like_kafka_uuids() {
+        let mut bytes = [0u8; 16];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = index as u8;
+        }
+        assert_eq!(TopicId(bytes).to_string(), "AAECAwQFBgcICQoLDA0ODw");
+        assert_eq!(TopicId([0xff; 16]).to_string(), "_____________________w");
+        assert!(TopicId([0; 16]).is_zero());
     }
 }

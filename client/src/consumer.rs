@@ -227,6 +227,26 @@ impl Consumer {
         }
     }
 
+    /// Drops every assigned partition (e.g. before taking a group's new assignment).
+    pub fn unassign(&self) {
+        self.assignments.borrow_mut().clear();
+    }
+
+    /// Moves the position of an assigned partition; `false` if it is not assigned.
+    pub fn seek(&self, topic: &str, partition: PartitionId, offset: Offset) -> bool {
+        let mut assignments = self.assignments.borrow_mut();
+        match assignments
+            .iter_mut()
+            .find(|entry| &*entry.topic == topic && entry.partition == partition)
+        {
+            Some(entry) => {
+                entry.position = offset;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The next offset to read of every assigned partition.
     pub fn positions(&self) -> Vec<(Rc<str>, PartitionId, Offset)> {
         self.assignments

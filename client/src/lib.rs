@@ -14,6 +14,8 @@
 //! - `producer`: [`Producer`], batching, acks, compression, delivery results.
 //! - `consumer`: [`Consumer`], assigned partitions, long-poll Fetch, batch decoding.
 //! - `admin`: [`Admin`], topics, partitions, configs, offsets.
+//! - `group`: [`Groups`] (find coordinator, list/describe/delete groups, fetch/commit
+//!   offsets) and [`GroupMember`] (join, range assignor, heartbeats, leave).
 //! - `sync`, `io`: small executor-local primitives and socket helpers.
 //!
 //! ```no_run
@@ -32,6 +34,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 mod io;
 pub mod partitioner;
 pub mod producer;
@@ -49,6 +52,10 @@ pub use cluster::{
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, FetchedBatch, StartOffset};
 pub use error::{ClientError, DeliveryError, KafkaCode, KafkaError};
+pub use group::{
+    range_assign, CommittedOffsets, Coordinator, Generation, GroupDescription, GroupMember,
+    GroupMemberConfig, Groups, ListedGroup, MemberDescription, OffsetToCommit, TopicPartitions,
+};
 pub use producer::{
     Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };

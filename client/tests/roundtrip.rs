@@ -62,6 +62,9 @@ impl BrokerProcess {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&data_dir)
+            // Port 0: parallel test brokers must not compete for the default metrics port.
+            .arg("--set")
+            .arg("metrics.listen=127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&stderr_path).unwrap())

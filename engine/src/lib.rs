@@ -50,3 +50,4 @@ pub use log::{partition_dir, AppendInfo, Chunk, PartitionLog, ReadResult, Retent
 pub use recovery::{DeleteReason, DeletedSegment, RecoveryReport, Truncation, TruncationReason};
 pub use segment::SegmentFile;
 pub use types::{LeaderEpoch, Offset, TimestampMs};
+pub use writer::{WriterStats, FLUSH_LATENCY_BOUNDS_US};

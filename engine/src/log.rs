@@ -25,7 +25,7 @@ use crate::{
     segment::{Phase, Segment, SegmentFile},
     signal::Signal,
     types::{LeaderEpoch, Offset, TimestampMs},
-    writer::{run_writer, Command, WriterState},
+    writer::{run_writer, Command, WriterState, WriterStats},
 };
 
 /// Result of a successful append.
@@ -567,6 +567,12 @@ impl<B: Backend> PartitionLog<B> {
     /// Everything up to this offset is known to be on stable storage.
     pub fn synced_offset(&self) -> Offset {
         self.shared.state.borrow().writer.synced_offset
+    }
+
+    /// The background writer's counters (fdatasync count and latency, bytes written) since
+    /// the log was opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.shared.state.borrow().writer.stats
     }
 
     /// True once a write or fdatasync failed.

@@ -609,3 +609,25 @@ fn random_operations(seed: u64) {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn writer_stats_count_flushes_and_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("topic-0");
+    run_local(move || async move {
+        let log = open(&dir, LogConfig::default()).await;
+        assert_eq!(log.writer_stats(), crate::WriterStats::default());
+        log.append(make_batch(3, 100, NOW), LeaderEpoch(1), NOW)
+            .unwrap();
+        log.flush().await.unwrap();
+        let stats = log.writer_stats();
+        assert!(stats.flushes >= 1, "{stats:?}");
+        assert!(stats.bytes_written >= 300, "{stats:?}");
+        assert_eq!(
+            stats.flush_latency_buckets.iter().sum::<u64>(),
+            stats.flushes,
+            "every flush lands in exactly one bucket"
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -53,6 +53,47 @@ pub(crate) struct WriterState {
     /// The active segment was finalized by `close`.
     pub(crate) finalized: bool,
     pub(crate) exited: bool,
+    /// Counters for monitoring (read by `PartitionLog::writer_stats`).
+    pub(crate) stats: WriterStats,
+}
+
+/// Upper bounds (microseconds) of the fdatasync latency buckets of [`WriterStats`]; one more
+/// bucket counts everything slower.
+pub const FLUSH_LATENCY_BOUNDS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000,
+];
+
+/// A log writer's counters since the log was opened: plain numbers the broker reads when it
+/// is scraped (the engine knows nothing about metrics systems).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Successful fdatasyncs of segment data (group-commit flushes and segment seals).
+    pub flushes: u64,
+    /// Time spent in those fdatasyncs, in nanoseconds.
+    pub flush_nanos_total: u64,
+    /// fdatasync count per latency bucket (not cumulative): `[i]` counts latencies up to
+    /// `FLUSH_LATENCY_BOUNDS_US[i]` and above the previous bound; the last counts the rest.
+    pub flush_latency_buckets: [u64; FLUSH_LATENCY_BOUNDS_US.len() + 1],
+    /// Bytes written to segment files by completed data writes (a partial page rewritten by
+    /// the next write counts again).
+    pub bytes_written: u64,
+}
+
+impl WriterStats {
+    fn record_flush(&mut self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let micros = nanos / 1_000;
+        let bucket = FLUSH_LATENCY_BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(FLUSH_LATENCY_BOUNDS_US.len());
+        self.flushes = self.flushes.saturating_add(1);
+        self.flush_nanos_total = self.flush_nanos_total.saturating_add(nanos);
+        if let Some(count) = self.flush_latency_buckets.get_mut(bucket) {
+            *count = count.saturating_add(1);
+        }
+    }
 }
 
 impl WriterState {
@@ -70,6 +111,7 @@ impl WriterState {
             first_unsynced_at: None,
             finalized: false,
             exited: false,
+            stats: WriterStats::default(),
         }
     }
 }
@@ -191,12 +233,14 @@ enum Outcome {
         segment_id: u64,
         generation: u64,
         end: u64,
+        bytes: u64,
         result: Result<(), LogError>,
     },
     Synced {
         generation: u64,
         through: Offset,
         appended_snapshot: u64,
+        elapsed: Duration,
         result: Result<(), LogError>,
     },
     Sealed {
@@ -205,6 +249,7 @@ enum Outcome {
         next_offset: Offset,
         finalize: bool,
         appended_snapshot: u64,
+        elapsed: Duration,
         result: Result<(), LogError>,
     },
 }
@@ -266,6 +311,7 @@ pub(crate) async fn run_writer<B: Backend>(
                     segment_id: write.segment_id,
                     generation: write.generation,
                     end: write.end,
+                    bytes: write.expected as u64,
                     result,
                 });
                 progress.notify_all();
@@ -394,6 +440,7 @@ impl Op {
                 through,
                 appended_snapshot,
             } => {
+                let started = Instant::now();
                 let result = file
                     .fdatasync()
                     .await
@@ -402,6 +449,7 @@ impl Op {
                     generation,
                     through,
                     appended_snapshot,
+                    elapsed: started.elapsed(),
                     result,
                 }
             }
@@ -418,8 +466,11 @@ impl Op {
                 finalize,
                 appended_snapshot,
             } => {
+                let mut elapsed = Duration::ZERO;
                 let result = async {
+                    let started = Instant::now();
                     truncate_and_sync(&file, len).await?;
+                    elapsed = started.elapsed();
                     persist_indexes(backend, &paths, &index, &time_index, &dir).await
                 }
                 .await;
@@ -429,6 +480,7 @@ impl Op {
                     next_offset,
                     finalize,
                     appended_snapshot,
+                    elapsed,
                     result,
                 }
             }
@@ -824,10 +876,13 @@ impl State {
                 segment_id,
                 generation,
                 end,
+                bytes,
                 result,
             } => match result {
                 Err(error) => self.poison_with(&error),
                 Ok(()) => {
+                    self.writer.stats.bytes_written =
+                        self.writer.stats.bytes_written.saturating_add(bytes);
                     if generation != generation_now {
                         return;
                     }
@@ -846,10 +901,12 @@ impl State {
                 generation,
                 through,
                 appended_snapshot,
+                elapsed,
                 result,
             } => match result {
                 Err(error) => self.poison_with(&error),
                 Ok(()) => {
+                    self.writer.stats.record_flush(elapsed);
                     if generation != generation_now {
                         return;
                     }
@@ -862,10 +919,12 @@ impl State {
                 next_offset,
                 finalize,
                 appended_snapshot,
+                elapsed,
                 result,
             } => match result {
                 Err(error) => self.poison_with(&error),
                 Ok(()) => {
+                    self.writer.stats.record_flush(elapsed);
                     if generation != generation_now {
                         return;
                     }

@@ -121,6 +121,8 @@ class BrokerProcess:
         self.node_id = node_id
         self.settings = dict(settings or {})
         self.port, self._port_lock = reserve_port()
+        # The Prometheus /metrics endpoint gets a reserved port of its own (metrics.listen).
+        self.metrics_port, self._metrics_port_lock = reserve_port()
         self.process: subprocess.Popen | None = None
         self.start_count = 0
 
@@ -152,6 +154,8 @@ class BrokerProcess:
             command += ["--shards", str(self.shards)]
         if self.node_id is not None:
             command += ["--node-id", str(self.node_id)]
+        # Before the test's own settings, so a test can override it.
+        command += ["--set", f"metrics.listen={HOST}:{self.metrics_port}"]
         for name, value in self.settings.items():
             command += ["--set", f"{name}={value}"]
         return command
@@ -221,8 +225,9 @@ class BrokerProcess:
             process.wait()
 
     def release_port(self) -> None:
-        """Gives the port back (after the last stop)."""
+        """Gives the ports back (after the last stop)."""
         self._port_lock.close()
+        self._metrics_port_lock.close()
 
     def restart(self) -> None:
         """Starts again on the same data dir, port and options (after stop() or kill())."""

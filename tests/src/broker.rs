@@ -33,6 +33,7 @@ pub struct BrokerOptions {
     shards: Option<u32>,
     node_id: Option<i32>,
     settings: Vec<(String, String)>,
+    config_file: Option<PathBuf>,
 }
 
 impl BrokerOptions {
@@ -59,6 +60,12 @@ impl BrokerOptions {
         self
     }
 
+    /// `--config FILE` (the listen address and data dir flags still win over the file).
+    pub fn config_file(mut self, path: &Path) -> Self {
+        self.config_file = Some(path.to_path_buf());
+        self
+    }
+
     /// Starts a broker with these options (see [`Broker::start_with`]).
     pub fn start(self) -> Broker {
         Broker::start_with(self)
@@ -77,6 +84,9 @@ pub struct Broker {
     port: u16,
     /// Holds the port for this broker's whole life, restarts included.
     _port_reservation: PortReservation,
+    /// The `/metrics` port (`metrics.listen`), reserved the same way.
+    metrics_port: u16,
+    _metrics_port_reservation: PortReservation,
     child: Option<Child>,
     start_count: u32,
 }
@@ -99,6 +109,7 @@ impl Broker {
         let workdir_path = workdir.path().to_path_buf();
         fs::create_dir_all(workdir_path.join("data")).expect("create the broker's data dir");
         let reservation = reserve_port();
+        let metrics_reservation = reserve_port();
         let mut broker = Broker {
             options,
             binary,
@@ -106,6 +117,8 @@ impl Broker {
             workdir_path,
             port: reservation.port,
             _port_reservation: reservation,
+            metrics_port: metrics_reservation.port,
+            _metrics_port_reservation: metrics_reservation,
             child: None,
             start_count: 0,
         };
@@ -126,6 +139,16 @@ impl Broker {
     /// The listen address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The port of the Prometheus `/metrics` endpoint (`metrics.listen`, on 127.0.0.1).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    /// `127.0.0.1:METRICS_PORT`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.metrics_port))
     }
 
     /// The broker's `--data-dir`.
@@ -170,6 +193,24 @@ impl Broker {
         match result {
             Ok(value) => value,
             Err(error) => self.fail(format!("{what}: {error:?}")),
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running broker without waiting.
+    pub fn send_signal(&mut self, signal: libc::c_int) {
+        let pid = match self
+            .child
+            .as_ref()
+            .map(|child| libc::pid_t::try_from(child.id()))
+        {
+            Some(Ok(pid)) => pid,
+            _ => self.fail("send_signal(): the broker is not running"),
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child, not yet
+        // waited for, so it cannot have been reused by another process.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            let error = std::io::Error::last_os_error();
+            self.fail(format!("kill({pid}, {signal}) failed: {error}"));
         }
     }
 
@@ -280,6 +321,13 @@ impl Broker {
         if let Some(node_id) = self.options.node_id {
             command.arg("--node-id").arg(node_id.to_string());
         }
+        if let Some(path) = &self.options.config_file {
+            command.arg("--config").arg(path);
+        }
+        // Before the test's own settings, so a test can override it.
+        command
+            .arg("--set")
+            .arg(format!("metrics.listen=127.0.0.1:{}", self.metrics_port));
         for (name, value) in &self.options.settings {
             command.arg("--set").arg(format!("{name}={value}"));
         }

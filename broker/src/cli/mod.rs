@@ -82,9 +82,13 @@ pub enum CliError {
     /// The topic does not exist.
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
-    /// The group does not exist.
-    #[error("consumer group '{0}' does not exist")]
+    /// The group does not exist (Kafka's wording).
+    #[error("Consumer group '{0}' does not exist.")]
     UnknownGroup(String),
+    /// The cluster refuses the operation in its current state (Kafka's wording, e.g. resetting
+    /// the offsets of a group that has members).
+    #[error("{0}")]
+    Refused(String),
     /// Reading input or writing output failed (other than a closed stdout).
     #[error("{what}: {source}")]
     Io {
@@ -95,6 +99,10 @@ pub enum CliError {
     /// Some of the work failed; the details were already printed.
     #[error("{0}")]
     Partial(String),
+    /// The broker refused the request; its own message (as Kafka's tools print it), or the
+    /// error code when it sent none.
+    #[error("{0}")]
+    Broker(String),
     /// The tool's executor could not start or died.
     #[error("cannot start the client runtime: {0}")]
     Runtime(String),

@@ -64,6 +64,15 @@ pub struct GroupCoordinator {
     wake: Rc<Event>,
 }
 
+/// Group counts of one shard's coordinators (metrics).
+#[derive(Debug, Default)]
+pub struct GroupCensus {
+    /// Groups per state (states with no group are absent).
+    pub by_state: Vec<(GroupState, usize)>,
+    /// Members over all groups.
+    pub members: usize,
+}
+
 /// A group change to write: (partition, records).
 type Store = (i32, Vec<(Bytes, Option<Bytes>)>);
 
@@ -81,6 +90,23 @@ impl GroupCoordinator {
     /// The settings.
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// Groups by state and members over all groups, for metrics.
+    pub fn census(&self) -> GroupCensus {
+        let mut census = GroupCensus::default();
+        for group in self.groups.borrow().values() {
+            census.members += group.members.len();
+            match census
+                .by_state
+                .iter_mut()
+                .find(|(state, _)| *state == group.state)
+            {
+                Some((_, count)) => *count += 1,
+                None => census.by_state.push((group.state, 1)),
+            }
+        }
+        census
     }
 
     /// The group-metadata record for a group that needs persisting, if any.

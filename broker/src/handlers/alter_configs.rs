@@ -1,6 +1,6 @@
-//! AlterConfigs (key 33): replaces a topic's config overrides with the given set.
-//! Broker configs are static in Vaart (file, environment, flags); altering them is refused
-//! with a clear message.
+//! AlterConfigs (key 33): replaces a topic's config overrides, or one dynamic broker config
+//! level (resource name "" = cluster-wide default, or this node's id), with the given set.
+//! Broker changes go through shard 0 (see `dynamic_config` and `shard::live_config`).
 
 use std::rc::Rc;
 
@@ -13,9 +13,11 @@ use super::{
     encode, message_str, owner_failure_error, str_bytes, ApiSpec, HandlerError, HandlerFuture,
     Ordering, Response,
 };
+use crate::dynamic_config::resolve_broker_resource;
 use crate::metadata::ops::{ConfigAlteration, MetadataOp, TopicError};
 use crate::protocol::request::{decode_body, RequestHead};
 use crate::protocol::KafkaError;
+use crate::shard::live_config::BrokerConfigAlteration;
 use crate::shard::Shard;
 
 /// AlterConfigs 0-2.
@@ -31,21 +33,57 @@ fn boxed(shard: Rc<Shard>, head: RequestHead, body: Bytes) -> HandlerFuture {
     Box::pin(handle(shard, head, body))
 }
 
-/// The error for a resource type other than topics.
+/// The error for a resource type other than topics and brokers.
 pub fn unsupported_resource(resource_type: i8) -> TopicError {
     let message = match resource_type {
-        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => {
-            "Vaart has no dynamic broker configs: set broker settings in the config file, VAART_* environment or --set flags and restart"
+        RESOURCE_BROKER_LOGGER => {
+            "Vaart has no dynamic logger levels: set RUST_LOG or VAART_LOG and restart".to_string()
         }
-        _ => "Unsupported resource type",
+        other => format!("Unknown resource type {other}"),
     };
     TopicError {
         code: KafkaError::InvalidRequest,
-        message: Some(message.to_string()),
+        message: Some(message),
     }
 }
 
-/// Applies per-topic alterations through the owner; non-topic resources get an error.
+/// Applies topic and broker alterations; returns one outcome per resource, in request order.
+/// Topic changes go to the metadata owner in one batch; broker changes, one at a time, to
+/// the config owner (both shard 0).
+pub async fn alter_configs(
+    shard: &Rc<Shard>,
+    resources: Vec<(i8, String, ConfigAlteration)>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    let brokers: Vec<(usize, String, ConfigAlteration)> = resources
+        .iter()
+        .enumerate()
+        .filter(|(_, (kind, _, _))| *kind == RESOURCE_BROKER)
+        .map(|(index, (_, name, alteration))| (index, name.clone(), alteration.clone()))
+        .collect();
+    let mut outcomes = alter_topic_configs(shard, resources, validate_only).await;
+    for (index, name, alteration) in brokers {
+        let outcome = match resolve_broker_resource(&name, shard.config.node_id) {
+            Ok(level) => {
+                shard
+                    .alter_broker_config(BrokerConfigAlteration {
+                        level,
+                        alteration,
+                        validate_only,
+                    })
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        if let Some(slot) = outcomes.get_mut(index) {
+            *slot = outcome;
+        }
+    }
+    outcomes
+}
+
+/// Applies per-topic alterations through the owner; other resources get an error (brokers are
+/// handled by [`alter_configs`]).
 /// Returns one outcome per resource, in request order.
 pub async fn alter_topic_configs(
     shard: &Rc<Shard>,
@@ -110,7 +148,7 @@ async fn handle(
             )
         })
         .collect();
-    let outcomes = alter_topic_configs(&shard, resources, request.validate_only).await;
+    let outcomes = alter_configs(&shard, resources, request.validate_only).await;
     let responses = request
         .resources
         .iter()

@@ -93,7 +93,7 @@ async fn handle(
                         entry.num_partitions = topic.partition_count();
                         entry.replication_factor = 1;
                         entry.configs = Some(
-                            topic_config_entries(&topic.configs, &shard.config)
+                            topic_config_entries(&topic.configs, &shard.current_config())
                                 .into_iter()
                                 .map(|c| {
                                     CreatableTopicConfigs::default()

@@ -1,5 +1,7 @@
 //! DescribeConfigs (key 32): topic configs (override, broker default or built-in default,
-//! with Kafka's config sources and synonyms) and this broker's settings.
+//! with Kafka's config sources and synonyms), this broker's settings (with the dynamic levels
+//! on top of the static configuration: DYNAMIC_BROKER_CONFIG > DYNAMIC_DEFAULT_BROKER_CONFIG >
+//! STATIC_BROKER_CONFIG > DEFAULT_CONFIG) and the cluster-wide dynamic defaults (name "").
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -11,7 +13,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{encode, str_bytes, ApiSpec, HandlerError, HandlerFuture, Ordering, Response};
-use crate::config::{BrokerConfig, ConfigSource};
+use crate::config::{find_setting, BrokerConfig};
+use crate::dynamic_config::{is_dynamic, synonym_names, LiveConfig};
 use crate::metadata::topic_config::{
     broker_default, effective_value, ConfigType, KafkaConfigSource, TOPIC_CONFIGS,
 };
@@ -53,6 +56,8 @@ pub struct ConfigEntry {
     pub doc: &'static str,
     /// Synonyms, most specific first: (name, value, source).
     pub synonyms: Vec<(String, String, KafkaConfigSource)>,
+    /// Cannot change while the broker runs (broker settings that are not dynamic).
+    pub read_only: bool,
 }
 
 /// Every topic config with its effective value and source.
@@ -74,7 +79,7 @@ pub fn topic_config_entries(
             }
             if let Some(synonym) = def.broker_synonym {
                 let (broker_value, broker_source) = broker_default(def, broker);
-                if broker_source == KafkaConfigSource::StaticBroker {
+                if broker_source != KafkaConfigSource::Default {
                     synonyms.push((synonym.to_string(), broker_value, broker_source));
                 }
                 synonyms.push((
@@ -96,6 +101,7 @@ pub fn topic_config_entries(
                 config_type: def.config_type,
                 doc: def.doc,
                 synonyms,
+                read_only: false,
             }
         })
         .collect()
@@ -109,30 +115,91 @@ fn infer_type(default: Option<&str>) -> ConfigType {
     }
 }
 
-fn broker_config_entries(broker: &BrokerConfig) -> Vec<(ConfigEntry, Option<String>)> {
-    broker
+/// Every value a broker setting has in each level, most specific first (Kafka's order:
+/// per synonym name, then dynamic broker, dynamic default, static, default).
+fn broker_synonyms(
+    live: &LiveConfig,
+    name: &'static str,
+) -> Vec<(String, String, KafkaConfigSource)> {
+    let mut synonyms = Vec::new();
+    for synonym in synonym_names(name) {
+        if let Some(value) = live.layers.broker.get(synonym) {
+            synonyms.push((
+                synonym.to_string(),
+                value.clone(),
+                KafkaConfigSource::DynamicBroker,
+            ));
+        }
+        if let Some(value) = live.layers.cluster_default.get(synonym) {
+            synonyms.push((
+                synonym.to_string(),
+                value.clone(),
+                KafkaConfigSource::DynamicDefaultBroker,
+            ));
+        }
+        if let Some((value, source)) = live.static_config.explicit.get(synonym) {
+            if source.is_static() {
+                synonyms.push((
+                    synonym.to_string(),
+                    value.clone(),
+                    KafkaConfigSource::StaticBroker,
+                ));
+            }
+        }
+        let default = match synonym {
+            "shards" => Some(live.static_config.shards.to_string()),
+            _ => find_setting(synonym).and_then(|def| def.default.map(str::to_string)),
+        };
+        if let Some(value) = default {
+            synonyms.push((synonym.to_string(), value, KafkaConfigSource::Default));
+        }
+    }
+    synonyms
+}
+
+/// This broker's settings (resource name = node id): every setting, effective value.
+fn broker_config_entries(live: &LiveConfig) -> Vec<(ConfigEntry, Option<String>)> {
+    live.effective
         .describe()
         .into_iter()
         .map(|(def, value, source)| {
-            let kafka_source = match source {
-                ConfigSource::Default => KafkaConfigSource::Default,
-                _ => KafkaConfigSource::StaticBroker,
-            };
-            let mut synonyms = Vec::new();
-            if let Some(value) = &value {
-                synonyms.push((def.name.to_string(), value.clone(), kafka_source));
-            }
             (
                 ConfigEntry {
                     name: def.name,
                     value: value.clone().unwrap_or_default(),
-                    source: kafka_source,
+                    source: KafkaConfigSource::of_setting(source),
                     config_type: infer_type(def.default),
                     doc: def.doc,
-                    synonyms,
+                    synonyms: broker_synonyms(live, def.name),
+                    read_only: !is_dynamic(def.name),
                 },
                 value,
             )
+        })
+        .collect()
+}
+
+/// The cluster-wide dynamic defaults (resource name ""): only what is set at that level, as
+/// Kafka reports `--entity-default`.
+fn cluster_default_entries(live: &LiveConfig) -> Vec<(ConfigEntry, Option<String>)> {
+    live.layers
+        .cluster_default
+        .iter()
+        .filter_map(|(name, value)| {
+            let def = find_setting(name)?;
+            let source = KafkaConfigSource::DynamicDefaultBroker;
+            Some((
+                ConfigEntry {
+                    name: def.name,
+                    value: value.clone(),
+                    source,
+                    config_type: infer_type(def.default),
+                    doc: def.doc,
+                    synonyms: vec![(def.name.to_string(), value.clone(), source)],
+                    read_only: false,
+                },
+                Some(value.clone()),
+            ))
         })
         .collect()
 }
@@ -147,7 +214,7 @@ fn to_result(
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(entry.name))
         .with_value(value.map(|v| str_bytes(&v)))
-        .with_read_only(false)
+        .with_read_only(entry.read_only)
         .with_config_source(entry.source as i8)
         .with_is_sensitive(false);
     if include_synonyms {
@@ -178,6 +245,7 @@ async fn handle(
     let version = head.api_version;
     let snapshot = shard.metadata();
     let node_name = shard.config.node_id.0.to_string();
+    let live = shard.live_config();
     let mut results = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let keys: Option<Vec<String>> = resource
@@ -195,7 +263,7 @@ async fn handle(
         let result = match resource.resource_type {
             RESOURCE_TOPIC => match snapshot.topic(resource.resource_name.as_str()) {
                 Some(topic) => base.with_configs(
-                    topic_config_entries(&topic.configs, &shard.config)
+                    topic_config_entries(&topic.configs, &live.effective)
                         .into_iter()
                         .filter(|e| wanted(e.name))
                         .map(|e| {
@@ -217,23 +285,31 @@ async fn handle(
                         resource.resource_name.as_str()
                     )))),
             },
-            RESOURCE_BROKER if resource.resource_name.as_str() == node_name => base.with_configs(
-                broker_config_entries(&shard.config)
-                    .into_iter()
-                    .filter(|(e, _)| wanted(e.name))
-                    .map(|(e, value)| {
-                        to_result(
-                            e,
-                            value,
-                            version,
-                            request.include_synonyms,
-                            request.include_documentation,
-                        )
-                    })
-                    .collect(),
-            ),
-            // Cluster-wide dynamic defaults: none exist.
-            RESOURCE_BROKER if resource.resource_name.is_empty() => base,
+            RESOURCE_BROKER
+                if resource.resource_name.as_str() == node_name
+                    || resource.resource_name.is_empty() =>
+            {
+                let entries = if resource.resource_name.is_empty() {
+                    cluster_default_entries(&live)
+                } else {
+                    broker_config_entries(&live)
+                };
+                base.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|(e, _)| wanted(e.name))
+                        .map(|(e, value)| {
+                            to_result(
+                                e,
+                                value,
+                                version,
+                                request.include_synonyms,
+                                request.include_documentation,
+                            )
+                        })
+                        .collect(),
+                )
+            }
             RESOURCE_BROKER => base
                 .with_error_code(KafkaError::InvalidRequest.code())
                 .with_error_message(Some(str_bytes(&format!(

@@ -19,6 +19,7 @@ use vaart_engine::Chunk;
 use super::{ApiSpec, BodyPart, HandlerError, HandlerFuture, Ordering, Response};
 use crate::local_sync::Event;
 use crate::metadata::TopicMeta;
+use crate::metrics::FetchWaitEnd;
 use crate::protocol::fetch_body::{FetchBodyWriter, Piece};
 use crate::protocol::request::{decode_body, RequestHead};
 use crate::protocol::KafkaError;
@@ -185,7 +186,9 @@ async fn handle(
     let deadline = Instant::now() + wait;
 
     let watches = Rc::new(RemoteWatches::default());
-    let results = loop {
+    // Set when the fetch first long-polls (metrics: waits, wait time, how they ended).
+    let mut waiting_since: Option<Instant> = None;
+    let (results, wait_end) = loop {
         let local_keys: Vec<PartitionKey> = targets
             .iter()
             .filter_map(|t| match &t.resolved {
@@ -207,9 +210,15 @@ async fn handle(
             || shard.shutdown.is_set()
             || targets.is_empty()
         {
-            break results;
+            let end = if bytes >= min_bytes || errors {
+                FetchWaitEnd::Data
+            } else {
+                FetchWaitEnd::Timeout
+            };
+            break (results, end);
         }
         drop(results);
+        waiting_since.get_or_insert(now);
         let remaining = deadline - now;
         let remote_listener = watches.event.listen();
         watch_remote(&shard, &targets, remaining, follower, &watches);
@@ -226,9 +235,13 @@ async fn handle(
         .await;
         if !woke {
             // Deadline: one last read so the answer carries whatever arrived.
-            break read_round(&shard, &targets, max_bytes, follower).await;
+            let results = read_round(&shard, &targets, max_bytes, follower).await;
+            break (results, FetchWaitEnd::Timeout);
         }
     };
+    if let Some(since) = waiting_since {
+        shard.metrics.fetch_waited(since.elapsed(), wait_end);
+    }
 
     build_response(
         &shard,
@@ -500,11 +513,16 @@ fn build_response(
             ),
         };
         writer.topic(&name, id, group.len())?;
+        let topic_bytes: usize = group.iter().map(|(_, result)| result.bytes).sum();
+        shard.metrics.fetched(&name, topic_bytes);
         for (position, result) in group {
             let partition = targets
                 .get(position)
                 .map(|t| t.requested.partition)
                 .unwrap_or(-1);
+            if let Some(error) = result.error {
+                shard.metrics.kafka_error(ApiKey::Fetch, error);
+            }
             let mut header = PartitionData::default()
                 .with_partition_index(partition)
                 .with_error_code(result.error.map(|e| e.code()).unwrap_or(0))

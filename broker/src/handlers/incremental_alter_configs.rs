@@ -1,4 +1,5 @@
-//! IncrementalAlterConfigs (key 44): SET / DELETE / APPEND / SUBTRACT on topic configs.
+//! IncrementalAlterConfigs (key 44): SET / DELETE / APPEND / SUBTRACT on topic configs and on
+//! dynamic broker configs (resource name "" = cluster-wide default, or this node's id).
 
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
-use super::alter_configs::alter_topic_configs;
+use super::alter_configs::alter_configs;
 use super::{
     encode, message_str, str_bytes, ApiSpec, HandlerError, HandlerFuture, Ordering, Response,
 };
@@ -86,7 +87,7 @@ async fn handle(
             })
         })
         .collect();
-    let mut outcomes = alter_topic_configs(&shard, resources, request.validate_only)
+    let mut outcomes = alter_configs(&shard, resources, request.validate_only)
         .await
         .into_iter();
     let responses = request

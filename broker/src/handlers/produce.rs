@@ -154,6 +154,9 @@ async fn handle(
         run_appends(&shard, acks, work, &mut outcomes).await;
     }
 
+    for error in outcomes.iter().flatten().filter_map(|o| o.error) {
+        shard.metrics.kafka_error(ApiKey::Produce, error);
+    }
     if acks == 0 {
         if let Some(error) = outcomes.iter().flatten().find_map(|o| o.error) {
             return Err(HandlerError::AcksZeroFailure(error));

@@ -29,10 +29,29 @@ pub enum ConfigType {
 pub enum KafkaConfigSource {
     /// A topic-level override.
     DynamicTopic = 1,
+    /// A dynamic per-broker config (BROKER resource = node id).
+    DynamicBroker = 2,
+    /// A dynamic cluster-wide default (BROKER resource "").
+    DynamicDefaultBroker = 3,
     /// Set in the broker's static configuration (file, env, flags).
     StaticBroker = 4,
     /// Built-in default.
     Default = 5,
+}
+
+impl KafkaConfigSource {
+    /// The Kafka source of a broker setting's value.
+    pub fn of_setting(source: crate::config::ConfigSource) -> KafkaConfigSource {
+        use crate::config::ConfigSource;
+        match source {
+            ConfigSource::Default => KafkaConfigSource::Default,
+            ConfigSource::File | ConfigSource::Env | ConfigSource::Flag => {
+                KafkaConfigSource::StaticBroker
+            }
+            ConfigSource::DynamicDefault => KafkaConfigSource::DynamicDefaultBroker,
+            ConfigSource::DynamicBroker => KafkaConfigSource::DynamicBroker,
+        }
+    }
 }
 
 /// Why a topic config is rejected (INVALID_CONFIG with this message).
@@ -302,24 +321,22 @@ pub fn broker_default(def: &TopicConfigDef, broker: &BrokerConfig) -> (String, K
     let Some(synonym) = def.broker_synonym else {
         return (def.default.to_string(), KafkaConfigSource::Default);
     };
-    let explicit = match synonym {
-        "log.retention.ms" => [
+    // The value comes from the most precise name that is set (ms > minutes > hours), so its
+    // source is that name's source (static file/env/flags or a dynamic broker config).
+    let names: &[&str] = match synonym {
+        "log.retention.ms" => &[
             "log.retention.ms",
             "log.retention.minutes",
             "log.retention.hours",
-        ]
+        ],
+        "log.roll.ms" => &["log.roll.ms", "log.roll.hours"],
+        _ => std::slice::from_ref(&synonym),
+    };
+    let source = names
         .iter()
-        .any(|n| broker.explicit.contains_key(n)),
-        "log.roll.ms" => ["log.roll.ms", "log.roll.hours"]
-            .iter()
-            .any(|n| broker.explicit.contains_key(n)),
-        other => broker.explicit.contains_key(other),
-    };
-    let source = if explicit {
-        KafkaConfigSource::StaticBroker
-    } else {
-        KafkaConfigSource::Default
-    };
+        .find_map(|n| broker.explicit.get(n))
+        .map(|(_, source)| KafkaConfigSource::of_setting(*source))
+        .unwrap_or(KafkaConfigSource::Default);
     let value = match synonym {
         "log.cleanup.policy" => broker.log_cleanup_policy.clone(),
         "log.cleaner.min.cleanable.ratio" => broker.log_cleaner_min_cleanable_ratio.to_string(),

@@ -45,6 +45,8 @@ struct Pending {
     head: RequestHead,
     outcome: Outcome,
     _permit: Option<StaticPermit>,
+    /// When the request was decoded (request latency metric).
+    started: Instant,
 }
 
 enum Outcome {
@@ -103,6 +105,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
         last_activity: Cell::new(Instant::now()),
     });
     debug!(shard = %shard.id, conn = id, peer = ?peer, "connection opened");
+    shard.metrics.connection_accepted();
 
     let (queue_tx, queue_rx) = local_channel::new_bounded(MAX_INFLIGHT_REQUESTS);
     let writer = glommio::spawn_local(write_loop(state.clone(), queue_rx));
@@ -259,6 +262,8 @@ async fn dispatch(
                 conn = state.id, peer = ?state.peer, version = api_version,
                 "ApiVersions version not supported; answering UNSUPPORTED_VERSION with the supported list"
             );
+            let started = Instant::now();
+            state.shard.metrics.request_received(api_key, api_version);
             let body = api_versions::unsupported_version_body()
                 .map_err(|err| CloseReason::Protocol(err.to_string()))?;
             let head = RequestHead {
@@ -268,7 +273,7 @@ async fn dispatch(
                 client_id: None,
                 peer: state.peer,
             };
-            return enqueue(state, queue, head, Outcome::Ready(body), None).await;
+            return enqueue(state, queue, head, Outcome::Ready(body), None, started).await;
         }
         Route::UnsupportedVersion {
             min_version,
@@ -288,6 +293,8 @@ async fn dispatch(
     let mut head =
         decode_header(&mut body).map_err(|err| CloseReason::Protocol(err.to_string()))?;
     head.peer = state.peer;
+    let started = Instant::now();
+    state.shard.metrics.request_received(api_key, api_version);
     // Backpressure: wait until this request's bytes fit the connection's budget. A request
     // larger than the whole budget waits for an idle connection and then takes all of it.
     let units = frame_bytes.clamp(1, state.budget_bytes);
@@ -300,7 +307,15 @@ async fn dispatch(
         wait_idle(state).await;
     }
     let task = glommio::spawn_local((spec.handle)(state.shard.clone(), head.clone(), body));
-    enqueue(state, queue, head, Outcome::Running(task), Some(permit)).await?;
+    enqueue(
+        state,
+        queue,
+        head,
+        Outcome::Running(task),
+        Some(permit),
+        started,
+    )
+    .await?;
     if spec.ordering == Ordering::Exclusive {
         wait_idle(state).await;
     }
@@ -313,12 +328,14 @@ async fn enqueue(
     head: RequestHead,
     outcome: Outcome,
     permit: Option<StaticPermit>,
+    started: Instant,
 ) -> Result<(), CloseReason> {
     state.inflight.set(state.inflight.get() + 1);
     let pending = Pending {
         head,
         outcome,
         _permit: permit,
+        started,
     };
     if queue.send(pending).await.is_err() {
         return Err(CloseReason::WriterStopped);
@@ -333,8 +350,17 @@ async fn write_loop(state: Rc<ConnectionState>, queue: LocalReceiver<Pending>) {
             Outcome::Running(task) => task.await,
         };
         let written = match result {
-            Ok(response) => write_response(&state, &pending.head, response).await,
+            Ok(response) => {
+                let written = write_response(&state, &pending.head, response).await;
+                state.shard.metrics.request_completed(
+                    pending.head.api_key,
+                    pending.head.api_version,
+                    pending.started.elapsed(),
+                );
+                written
+            }
             Err(err) => {
+                state.shard.metrics.request_failed(pending.head.api_key);
                 warn!(
                     conn = state.id, peer = ?state.peer, api = ?pending.head.api_key,
                     version = pending.head.api_version, correlation_id = pending.head.correlation_id,

@@ -41,6 +41,12 @@ pub enum MeshRequest {
     },
     /// To shard 0: InitProducerId (a producer id and epoch to bump, if the client sent one).
     InitProducerId(Option<(ProducerId, ProducerEpoch)>),
+    /// A scrape: send this shard's metrics, encoded.
+    Metrics,
+    /// To shard 0: change a dynamic broker config level (AlterConfigs on a BROKER resource).
+    AlterBrokerConfig(crate::shard::live_config::BrokerConfigAlteration),
+    /// From shard 0: swap in this live configuration and apply what changed, then ack.
+    ApplyLiveConfig(Arc<crate::dynamic_config::LiveConfig>),
 }
 
 /// A reply to a [`MeshRequest`].
@@ -55,4 +61,8 @@ pub enum MeshReply {
     Group(GroupReply),
     /// Result of an InitProducerId.
     ProducerId(Result<(ProducerId, ProducerEpoch), ProducerIdError>),
+    /// This shard's metrics in the Prometheus text format.
+    Metrics(String),
+    /// Result of a dynamic broker config change.
+    BrokerConfig(Result<(), crate::metadata::ops::TopicError>),
 }

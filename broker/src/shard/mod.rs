@@ -13,9 +13,12 @@
 //! - [`cleaner`]: log compaction of this shard's `cleanup.policy=compact` partitions, in a
 //!   low-priority task queue.
 //! - [`runtime`]: a shard's life: join the mesh, accept, drain, shut down.
+//! - [`live_config`]: dynamic broker configs: the shard's live config, changes through shard 0
+//!   (AlterConfigs on a BROKER resource, SIGHUP reload) and applying them.
 
 pub mod cleaner;
 pub mod fetch_sessions;
+pub mod live_config;
 pub mod mesh;
 pub mod messages;
 pub mod partition_ops;
@@ -91,8 +94,14 @@ pub struct Shard {
     pub id: ShardId,
     /// Shards in the process.
     pub shard_count: usize,
-    /// Effective configuration (read-only, shared by all shards).
+    /// Configuration as the shard started. Read-only settings never change while the broker
+    /// runs; for dynamic ones (`dynamic_config::DYNAMIC_SETTINGS`) use
+    /// [`Shard::current_config`].
     pub config: Arc<BrokerConfig>,
+    /// The live configuration (static + dynamic levels), swapped when shard 0 sends a new one.
+    live: RefCell<Arc<crate::dynamic_config::LiveConfig>>,
+    /// Dynamic config changes and reloads (shard 0 only).
+    config_owner: Option<live_config::ConfigOwner>,
     /// Address advertised to clients.
     pub advertised: HostPort,
     metadata: RefCell<Arc<ClusterMetadata>>,
@@ -114,18 +123,23 @@ pub struct Shard {
     pub groups: crate::groups::GroupCoordinator,
     /// Producer id allocation (shard 0 only).
     producer_ids: Option<producer_ids::ProducerIdAllocator>,
+    /// This shard's Prometheus metrics (its own registry; see `crate::metrics`).
+    pub metrics: crate::metrics::ShardMetrics,
 }
 
 impl Shard {
-    /// Creates the shard state. `store` is `Some` only on shard 0.
+    /// Creates the shard state. `store` and `config_inputs` are `Some` only on shard 0; the
+    /// shard starts with `live`'s effective configuration.
     pub fn new(
         id: ShardId,
-        config: Arc<BrokerConfig>,
         advertised: HostPort,
         metadata: Arc<ClusterMetadata>,
         mesh: Mesh,
         store: Option<MetadataStore>,
+        live: Arc<crate::dynamic_config::LiveConfig>,
+        config_inputs: Option<crate::config::ConfigInputs>,
     ) -> Shard {
+        let config = live.effective.clone();
         let shard_count = mesh.shard_count();
         let all_peers_drained = Latch::new();
         if shard_count <= 1 {
@@ -142,6 +156,8 @@ impl Shard {
             shard_count,
             producer_ids,
             config,
+            live: RefCell::new(live),
+            config_owner: config_inputs.map(live_config::ConfigOwner::new),
             advertised,
             metadata: RefCell::new(metadata),
             mesh,
@@ -159,6 +175,7 @@ impl Shard {
                 config_fetch_session_slots(shard_count),
             )),
             groups,
+            metrics: crate::metrics::ShardMetrics::new(id),
         }
     }
 
@@ -213,8 +230,9 @@ impl Shard {
             .map_err(|_| OwnerFailure::ShuttingDown)?;
         let current = self.metadata();
         let live = self.live_brokers();
+        let broker = self.current_config();
         let ctx = OpContext {
-            broker: &self.config,
+            broker: &broker,
             shard_count: self.shard_count,
             live_brokers: &live,
         };
@@ -308,6 +326,14 @@ impl Shard {
             }
             MeshRequest::InitProducerId(current) => {
                 MeshReply::ProducerId(self.owner_init_producer_id(current).await)
+            }
+            MeshRequest::Metrics => MeshReply::Metrics(self.render_metrics()),
+            MeshRequest::AlterBrokerConfig(request) => {
+                MeshReply::BrokerConfig(self.owner_alter_broker_config(request).await)
+            }
+            MeshRequest::ApplyLiveConfig(live) => {
+                self.apply_live_config(live);
+                MeshReply::Ack
             }
         };
         if let Err(err) = self.mesh.reply(from, id, reply).await {
@@ -425,17 +451,19 @@ impl Shard {
 
     /// This shard's share of `max.connections` (at least one connection per shard).
     pub fn connection_limit(&self) -> usize {
-        let total = usize::try_from(self.config.max_connections)
+        let total = usize::try_from(self.current_config().max_connections)
             .unwrap_or(1)
             .max(1);
         total.div_ceil(self.shard_count.max(1))
     }
 
-    /// Completes when fewer than `limit` connections are open.
-    pub async fn wait_connection_slot(&self, limit: usize) {
+    /// Completes when fewer than [`Shard::connection_limit`] connections are open (the limit
+    /// is read again whenever connections close or `max.connections` changes).
+    pub async fn wait_connection_slot(&self) {
         let mut logged = false;
         loop {
             let listener = self.connections.changed.listen();
+            let limit = self.connection_limit();
             if self.connections.open.get() < limit {
                 return;
             }

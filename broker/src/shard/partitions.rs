@@ -232,6 +232,11 @@ fn check_producers(
 }
 
 impl Shard {
+    /// Every partition log this shard has open (metrics read their writer stats).
+    pub fn owned_partitions(&self) -> Vec<Rc<PartitionState>> {
+        self.partitions.all()
+    }
+
     /// A partition this shard owns.
     pub fn partition(&self, key: &PartitionKey) -> Option<Rc<PartitionState>> {
         self.partitions.get(key)
@@ -306,7 +311,7 @@ impl Shard {
         if let Some(existing) = self.partitions.get(&key) {
             return Ok(existing);
         }
-        let settings = resolve_settings(&topic.configs, &self.config);
+        let settings = resolve_settings(&topic.configs, &self.current_config());
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let config = log_config(
             &settings,
@@ -355,7 +360,7 @@ impl Shard {
                         }
                     }
                     Some(state) if changed_configs => {
-                        let settings = resolve_settings(&topic.configs, &self.config);
+                        let settings = resolve_settings(&topic.configs, &self.current_config());
                         let hot_tail_bytes = state.log.config().hot_tail_bytes;
                         state
                             .log
@@ -366,6 +371,29 @@ impl Shard {
                     Some(_) => {}
                 }
             }
+        }
+    }
+
+    /// Resolves every partition's settings again against the current broker config (a dynamic
+    /// broker config changed): logs without a topic-level override of what changed run with
+    /// the new broker default from now on.
+    pub(super) fn refresh_partition_settings(&self) {
+        let broker = self.current_config();
+        let snapshot = self.metadata();
+        for state in self.partitions.all() {
+            let Some(topic) = snapshot.topic_by_id(state.key.topic_id) else {
+                continue;
+            };
+            let settings = resolve_settings(&topic.configs, &broker);
+            if *state.settings.borrow() == settings {
+                continue;
+            }
+            let hot_tail_bytes = state.log.config().hot_tail_bytes;
+            state
+                .log
+                .update_config(log_config(&settings, hot_tail_bytes));
+            *state.settings.borrow_mut() = settings;
+            debug!(topic = %state.topic, partition = state.key.partition, "partition settings follow the new broker config");
         }
     }
 
@@ -490,7 +518,7 @@ impl Shard {
                 &state,
                 &item.records,
                 now,
-                self.config.producer_id_expiration_ms,
+                self.current_config().producer_id_expiration_ms,
             ) {
                 ProducerCheck::Append(batches) => batches,
                 ProducerCheck::Answer(outcome) => {
@@ -504,6 +532,7 @@ impl Shard {
             let epoch = LeaderEpoch(state.leader_epoch);
             match state.log.append(item.records, epoch, now) {
                 Ok(info) => {
+                    self.metrics.appended(&state.topic, size, info.record_count);
                     if let Some(batches) = &producer_batches {
                         state.producers.borrow_mut().record(
                             batches,

@@ -20,6 +20,7 @@ use crate::config::{BrokerConfig, HostPort};
 use crate::metadata::store::MetadataStore;
 use crate::metadata::ClusterMetadata;
 use crate::net::connection;
+use crate::signals;
 use crate::types::ShardId;
 
 /// How long a shard waits for its connections to finish in-flight requests on shutdown.
@@ -43,8 +44,13 @@ pub struct ShardStartup {
     pub store: Option<MetadataStore>,
     /// This shard's listening socket (bound, listening).
     pub listener: OwnedFd,
-    /// Read end of this shard's shutdown notification (one byte or EOF = shut down).
+    /// Read end of this shard's signal notification: [`signals::SHUTDOWN_BYTE`] or EOF = shut
+    /// down, [`signals::RELOAD_BYTE`] = reload the configuration (shard 0).
     pub shutdown_signal: OwnedFd,
+    /// The configuration in force (static + dynamic levels).
+    pub live_config: Arc<crate::dynamic_config::LiveConfig>,
+    /// What the configuration was loaded from, for SIGHUP reloads (shard 0 only).
+    pub config_inputs: Option<crate::config::ConfigInputs>,
     /// The mesh every shard joins.
     pub mesh: MeshBuilder<Envelope, Full>,
     /// Where the shard reports that it is serving (or why it cannot).
@@ -82,11 +88,12 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     let mesh = Mesh::new(id, senders);
     let shard = Rc::new(Shard::new(
         id,
-        startup.config.clone(),
         startup.advertised.clone(),
         startup.metadata.clone(),
         mesh,
         startup.store,
+        startup.live_config.clone(),
+        startup.config_inputs,
     ));
     for (peer, receiver) in receivers.streams() {
         glommio::spawn_local(receive_loop(shard.clone(), ShardId(peer), receiver)).detach();
@@ -97,7 +104,12 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     ))
     .detach();
 
-    let opened = shard.open_owned_partitions().await;
+    let opened = shard.open_owned_partitions().await.and_then(|()| {
+        // Shard 0 serves `/metrics` for the whole process; a bind failure stops startup.
+        crate::metrics::http::start(&shard)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    });
     let serving = match opened {
         Ok(()) => true,
         Err(message) => {
@@ -166,13 +178,12 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
 }
 
 async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
-    let limit = shard.connection_limit();
     loop {
         // `max.connections`: at the limit, stop accepting (new connections wait in the
         // kernel's accept queue, as Kafka's acceptor waits for a free slot).
         let slot = future::or(
             async {
-                shard.wait_connection_slot(limit).await;
+                shard.wait_connection_slot().await;
                 true
             },
             async {
@@ -221,7 +232,16 @@ async fn watch_shutdown_signal(shard: Rc<Shard>, signal: OwnedFd) {
     // by this shard alone.
     let mut stream = unsafe { UnixStream::from_raw_fd(signal.into_raw_fd()) };
     let mut byte = [0u8; 1];
-    let _ = stream.read(&mut byte).await;
+    loop {
+        match stream.read(&mut byte).await {
+            Ok(1) if byte[0] == signals::RELOAD_BYTE => {
+                // SIGHUP: shard 0 reloads; the reload runs beside this watcher.
+                let reloading = shard.clone();
+                glommio::spawn_local(async move { reloading.reload_config().await }).detach();
+            }
+            _ => break,
+        }
+    }
     if !shard.shutdown.is_set() {
         info!(shard = %shard.id, "shutting down: no longer accepting connections");
     }
