@@ -165,6 +165,15 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// How the broker writes its log lines (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The broker's effective configuration. Built once in `main`, then shared read-only
 /// (`Arc`) by every shard.
 #[derive(Debug, Clone)]
@@ -179,6 +188,11 @@ pub struct BrokerConfig {
     pub node_id: NodeId,
     /// `shards`: number of pinned executors.
     pub shards: usize,
+    /// `log.level` (Vaart): the tracing filter, e.g. `info` or `info,vaart_engine=debug`;
+    /// `RUST_LOG`/`VAART_LOG` in the environment override it.
+    pub log_level: String,
+    /// `log.format` (Vaart): `text` or `json` lines on stderr; `--log-format` overrides it.
+    pub log_format: LogFormat,
     /// `cluster.id`: fixed cluster id; `None` = generate once and persist in the data dir.
     pub cluster_id: Option<String>,
     /// `auto.create.topics.enable`.
@@ -369,6 +383,34 @@ pub static SETTINGS: &[SettingDef] = &[
         doc: "This broker's node id.",
         apply: |c, v| {
             c.node_id = NodeId(parse_at_least(v, 0, "node.id must be >= 0")?);
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.level",
+        aliases: &[],
+        default: Some("info"),
+        doc: "Log filter (tracing EnvFilter syntax, e.g. info or info,vaart_engine=debug); RUST_LOG or VAART_LOG override it.",
+        apply: |c, v| {
+            let level = v.trim();
+            if level.is_empty() {
+                return Err("expected a log filter such as info or warn,vaart_broker=debug");
+            }
+            c.log_level = level.to_string();
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "log.format",
+        aliases: &[],
+        default: Some("text"),
+        doc: "Log lines on stderr: text (human-readable) or json (one object per line).",
+        apply: |c, v| {
+            c.log_format = match v.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err("expected text or json"),
+            };
             Ok(())
         },
     },
@@ -892,6 +934,8 @@ impl BrokerConfig {
             data_dir: PathBuf::from("./vaart-data"),
             node_id: NodeId(1),
             shards: default_shard_count(),
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
             cluster_id: None,
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -1231,6 +1275,25 @@ mod tests {
             c.explicit.get("log.retention.ms"),
             Some(&("1000".to_string(), ConfigSource::File))
         );
+    }
+
+    #[test]
+    fn log_level_and_format_come_from_the_settings() {
+        let c = load(ConfigInputs::default());
+        assert_eq!(c.log_level, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = load(ConfigInputs {
+            env: vec![("VAART_LOG_LEVEL".into(), "warn,vaart_engine=debug".into())],
+            set_flags: vec!["log.format=json".into()],
+            ..ConfigInputs::default()
+        });
+        assert_eq!(c.log_level, "warn,vaart_engine=debug");
+        assert_eq!(c.log_format, LogFormat::Json);
+        let err = BrokerConfig::load(&ConfigInputs {
+            set_flags: vec!["log.format=xml".into()],
+            ..ConfigInputs::default()
+        });
+        assert!(err.is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::{error, warn};
 use vaart_broker::cli;
-use vaart_broker::config::{BrokerConfig, ConfigInputs};
+use vaart_broker::config::{BrokerConfig, ConfigInputs, LogFormat};
 
 #[global_allocator]
 static ALLOCATOR: vaart_broker::alloc_guard::GuardedAlloc = vaart_broker::alloc_guard::GuardedAlloc;
@@ -42,8 +42,9 @@ enum Command {
     ConsumerGroups(cli::consumer_groups::ConsumerGroupsArgs),
 }
 
+/// `--log-format` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
+enum LogFormatArg {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -54,7 +55,8 @@ enum LogFormat {
 #[command(
     after_help = "Settings keep Kafka's names (num.partitions, log.retention.ms, ...). Layers, later wins: \
 built-in defaults < --config FILE < VAART_* environment (VAART_NUM_PARTITIONS=3) < --set NAME=VALUE < \
-the dedicated flags. Log level: RUST_LOG or VAART_LOG (default info)."
+the dedicated flags. Log level: the log.level setting (default info), overridden by RUST_LOG or \
+VAART_LOG; log format: log.format (text or json) or --log-format."
 )]
 struct StartArgs {
     /// TOML configuration file.
@@ -75,18 +77,27 @@ struct StartArgs {
     /// Any setting by its Kafka name; repeatable.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text", env = "VAART_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// Log format on stderr (overrides the `log.format` setting, default text).
+    #[arg(long, value_enum, env = "VAART_LOG_FORMAT")]
+    log_format: Option<LogFormatArg>,
 }
 
-fn init_logging(format: LogFormat) {
+/// Logging for `vaart start`: the filter is `VAART_LOG` or `RUST_LOG` when set, else the
+/// `log.level` setting; the format is `--log-format`/`VAART_LOG_FORMAT`, else `log.format`.
+fn init_logging(level: &str, format: LogFormat) {
     let filter = std::env::var("VAART_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|| level.to_string());
+    let (filter, bad_filter) = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(filter) => (filter, None),
+        Err(error) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            Some(format!(
+                "log filter {filter:?} is invalid ({error}); logging at info"
+            )),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -97,6 +108,9 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(message) = bad_filter {
+        warn!("{message}");
     }
 }
 
@@ -112,7 +126,6 @@ fn exit_on_panic() {
 }
 
 fn start(args: StartArgs) -> ExitCode {
-    init_logging(args.log_format);
     exit_on_panic();
     let mut dedicated: Vec<(&'static str, String)> = Vec::new();
     if let Some(listen) = args.listen {
@@ -133,14 +146,23 @@ fn start(args: StartArgs) -> ExitCode {
         set_flags: args.set,
         dedicated_flags: dedicated,
     };
+    // The configuration names the log level and format, so it is read before logging starts;
+    // its warnings are logged right after, and an error goes to stderr as one line.
     let config = match BrokerConfig::load(&inputs) {
         Ok((config, warnings)) => {
+            let format = match args.log_format {
+                Some(LogFormatArg::Text) => LogFormat::Text,
+                Some(LogFormatArg::Json) => LogFormat::Json,
+                None => config.log_format,
+            };
+            init_logging(&config.log_level, format);
             for warning in warnings {
                 warn!("{warning}");
             }
             config
         }
         Err(err) => {
+            init_logging("info", LogFormat::Text);
             error!("configuration error: {err}");
             return ExitCode::from(2);
         }
