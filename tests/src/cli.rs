@@ -99,3 +99,26 @@ pub fn vaart_tool(args: &[&str], stdin: &[u8]) -> ToolOutput {
         stderr: err_reader.join().expect("stderr reader"),
     }
 }
+
+/// Runs `vaart <tool> --bootstrap-server <broker> <args>` with `stdin` fed to it.
+pub fn broker_tool(broker: &crate::Broker, tool: &str, args: &[&str], stdin: &[u8]) -> ToolOutput {
+    let bootstrap = broker.bootstrap();
+    let mut all = vec![tool, "--bootstrap-server", bootstrap.as_str()];
+    all.extend_from_slice(args);
+    vaart_tool(&all, stdin)
+}
+
+/// The failure's stderr, checked to be exactly one `Error: ` line (exit code 1, no panic, no
+/// debug output), which is how every tool reports an error.
+pub fn one_error_line(output: &ToolOutput) -> String {
+    let stderr = output.assert_failure().to_string();
+    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
+    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("{ "),
+        "{stderr:?}"
+    );
+    lines[0].to_string()
+}

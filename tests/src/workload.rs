@@ -55,6 +55,24 @@ impl Workload {
         }
     }
 
+    /// Checks that `message` carries message `id` byte-exact (key, payload, headers) and
+    /// returns what was produced, for further checks.
+    pub fn assert_content(&self, id: usize, message: &clients::Received) -> TestMessage {
+        let expected = self.message(id);
+        assert_eq!(
+            message.key.as_deref(),
+            Some(expected.key.as_slice()),
+            "key of message {id}"
+        );
+        assert_eq!(
+            message.payload.as_deref().unwrap_or_default(),
+            expected.payload.as_slice(),
+            "payload of message {id}"
+        );
+        assert_eq!(message.headers, expected.headers, "headers of message {id}");
+        expected
+    }
+
     /// Message `id`.
     pub fn message(&self, id: usize) -> TestMessage {
         let key = format!("key-{:04}", id % self.key_count).into_bytes();
@@ -195,18 +213,7 @@ pub fn assert_consumed(
             );
         }
 
-        let expected = workload.message(id);
-        assert_eq!(
-            message.key.as_deref(),
-            Some(expected.key.as_slice()),
-            "key of message {id}"
-        );
-        assert_eq!(
-            payload,
-            expected.payload.as_slice(),
-            "payload of message {id}"
-        );
-        assert_eq!(message.headers, expected.headers, "headers of message {id}");
+        let expected = workload.assert_content(id, message);
         match timestamps {
             TimestampCheck::CreateTime => assert_eq!(
                 message.timestamp,

@@ -4,24 +4,12 @@
 //! broker configs described and altered; error paths as one `Error: ...` line and exit 1.
 
 use vaart_tests::broker::free_port;
-use vaart_tests::cli::{vaart_tool, ToolOutput};
+use vaart_tests::cli::{broker_tool, one_error_line, vaart_tool, ToolOutput};
 use vaart_tests::clients::Admin;
 use vaart_tests::{Broker, BrokerOptions};
 
 fn configs(broker: &Broker, args: &[&str]) -> ToolOutput {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec!["configs", "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    vaart_tool(&all, b"")
-}
-
-fn one_error_line(output: &ToolOutput) -> String {
-    let stderr = output.assert_failure().to_string();
-    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
-    lines[0].to_string()
+    broker_tool(broker, "configs", args, b"")
 }
 
 fn create_topic(broker: &Broker, topic: &str) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, Producer};
 use vaart_tests::broker::free_port;
-use vaart_tests::cli::{vaart_tool, ToolOutput};
+use vaart_tests::cli::{broker_tool, one_error_line, vaart_tool, ToolOutput};
 use vaart_tests::clients::{self, Admin};
 use vaart_tests::{Broker, BrokerOptions};
 
@@ -80,10 +80,7 @@ fn produce(broker: &Broker, topic: &str, records: &[Produced]) -> Vec<i64> {
 }
 
 fn consumer(broker: &Broker, args: &[&str]) -> ToolOutput {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec!["console-consumer", "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    vaart_tool(&all, b"")
+    broker_tool(broker, "console-consumer", args, b"")
 }
 
 fn processed(output: &ToolOutput) -> usize {
@@ -95,15 +92,6 @@ fn processed(output: &ToolOutput) -> usize {
     line.trim_end_matches(" messages")
         .parse()
         .unwrap_or_else(|_| panic!("bad count line: {line:?}"))
-}
-
-fn one_error_line(output: &ToolOutput) -> String {
-    let stderr = output.assert_failure().to_string();
-    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
-    lines[0].to_string()
 }
 
 fn single_partition_records() -> Vec<Produced> {

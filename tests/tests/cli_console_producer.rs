@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use vaart_tests::broker::free_port;
-use vaart_tests::cli::{vaart_tool, ToolOutput};
+use vaart_tests::cli::{broker_tool, one_error_line, vaart_tool, ToolOutput};
 use vaart_tests::clients::{assigned_consumer, consume, Received};
 use vaart_tests::wire::KafkaConn;
 use vaart_tests::{Broker, BrokerOptions};
@@ -16,10 +16,7 @@ use vaart_tests::{Broker, BrokerOptions};
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn tool(broker: &Broker, name: &str, args: &[&str], stdin: &[u8]) -> ToolOutput {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec![name, "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    vaart_tool(&all, stdin)
+    broker_tool(broker, name, args, stdin)
 }
 
 fn create_topic(broker: &Broker, topic: &str, partitions: u32, configs: &[&str]) {
@@ -83,15 +80,6 @@ fn murmur2(data: &[u8]) -> i32 {
 
 fn kafka_partition(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions
-}
-
-fn one_error_line(output: &ToolOutput) -> String {
-    let stderr = output.assert_failure().to_string();
-    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
-    lines[0].to_string()
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer};
 use vaart_tests::broker::free_port;
-use vaart_tests::cli::{vaart_tool, ToolOutput};
+use vaart_tests::cli::{broker_tool, one_error_line, vaart_tool, ToolOutput};
 use vaart_tests::clients::{self, Admin};
 use vaart_tests::{Broker, BrokerOptions};
 
@@ -73,10 +73,7 @@ fn produce(broker: &Broker, topic: &str, partitions: i32, first: i64, per_partit
 }
 
 fn tool(broker: &Broker, name: &str, args: &[&str]) -> ToolOutput {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec![name, "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    vaart_tool(&all, b"")
+    broker_tool(broker, name, args, b"")
 }
 
 fn groups(broker: &Broker, args: &[&str]) -> ToolOutput {
@@ -100,15 +97,6 @@ fn consume_as(broker: &Broker, topic: &str, group: &str) -> Vec<String> {
     );
     output.assert_success();
     output.lines().iter().map(|line| line.to_string()).collect()
-}
-
-fn one_error_line(output: &ToolOutput) -> String {
-    let stderr = output.assert_failure().to_string();
-    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
-    lines[0].to_string()
 }
 
 /// One row of `--describe`: (CURRENT-OFFSET, LOG-END-OFFSET, LAG, CONSUMER-ID).

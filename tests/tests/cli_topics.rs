@@ -4,28 +4,11 @@
 //! broker), each one `Error: ...` line and exit 1.
 
 use vaart_tests::broker::free_port;
-use vaart_tests::cli::{vaart_tool, ToolOutput};
+use vaart_tests::cli::{broker_tool, one_error_line, vaart_tool, ToolOutput};
 use vaart_tests::{Broker, BrokerOptions};
 
 fn topics(broker: &Broker, args: &[&str]) -> ToolOutput {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec!["topics", "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    vaart_tool(&all, b"")
-}
-
-/// The failure's stderr, checked to be exactly one `Error: ` line without debug output.
-fn one_error_line(output: &ToolOutput) -> String {
-    let stderr = output.assert_failure().to_string();
-    assert_eq!(output.status.code(), Some(1), "exit code; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("Error: "), "{stderr:?}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("{ "),
-        "{stderr:?}"
-    );
-    lines[0].to_string()
+    broker_tool(broker, "topics", args, b"")
 }
 
 fn partition_line(topic: &str, partition: u32, node: i32) -> String {

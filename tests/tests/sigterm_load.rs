@@ -155,18 +155,7 @@ fn check_partitions(received: &[Received], workload: &Workload) -> HashMap<usize
                 producer_of(id)
             );
         }
-        let expected = workload.message(id);
-        assert_eq!(
-            message.key.as_deref(),
-            Some(expected.key.as_slice()),
-            "key of message {id}"
-        );
-        assert_eq!(
-            payload,
-            expected.payload.as_slice(),
-            "payload of message {id}"
-        );
-        assert_eq!(message.headers, expected.headers, "headers of message {id}");
+        let expected = workload.assert_content(id, message);
         assert_eq!(
             message.timestamp,
             Timestamp::CreateTime(expected.timestamp_ms),
