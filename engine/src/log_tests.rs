@@ -631,3 +631,45 @@ fn writer_stats_count_flushes_and_bytes() {
         log.close().await.unwrap();
     });
 }
+
+/// The active segment's file is allocated ahead of the writes (so that O_DIRECT appends do not
+/// extend the file), is cut back to the log's length on close, and a file left longer by a
+/// crash (allocated zeros past the data) recovers to exactly the data.
+#[test]
+fn active_segment_is_preallocated_and_cut_back_on_close_and_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("topic-0");
+    let file = dir.join("00000000000000000000.log");
+    run_local(move || async move {
+        let log = open(&dir, LogConfig::default()).await;
+        for _ in 0..10 {
+            log.append(make_batch(3, 1_000, NOW), LeaderEpoch(1), NOW)
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        let logical = log.size_bytes();
+        let on_disk = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            on_disk > logical && on_disk >= 128 * 1024,
+            "file {on_disk} bytes, log {logical} bytes: expected preallocation"
+        );
+        let before = read_all(&log, Offset(0)).await;
+        log.close().await.unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), logical);
+
+        // As a crash would leave it: allocated zeros after the data.
+        let handle = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        handle.set_len(logical + 4 * 1024 * 1024).unwrap();
+        drop(handle);
+        let log = open(&dir, LogConfig::default()).await;
+        assert_eq!(log.log_end_offset(), Offset(30));
+        assert_eq!(read_all(&log, Offset(0)).await, before);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), logical);
+        // And appends continue where the data ends.
+        let next = log
+            .append(make_batch(1, 10, NOW), LeaderEpoch(1), NOW)
+            .unwrap();
+        assert_eq!(next.base_offset, Offset(30));
+        log.close().await.unwrap();
+    });
+}

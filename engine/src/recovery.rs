@@ -276,6 +276,7 @@ pub(crate) async fn recover<B: Backend>(
         segment.file = Some(file);
         segment.staged = segment.len;
         segment.written = segment.len;
+        segment.allocated = segment.len;
         segment.phase = Phase::Sealed;
         segments.push_back(segment);
     }

@@ -225,6 +225,7 @@ impl State {
                 None => cut,
             };
             let segment_id = segment.id;
+            segment.allocated = segment.allocated.min(cut);
             if let Some(file) = segment.file.clone() {
                 last_seq = self.push_command(Command::TruncateFile { file, len: cut });
             }

@@ -89,6 +89,11 @@ pub(crate) struct Segment {
     pub(crate) staged: u64,
     /// Bytes whose writes completed.
     pub(crate) written: u64,
+    /// File length the writer has asked the file system to allocate (fallocate) ahead of the
+    /// writes, so that appends overwrite allocated blocks instead of extending the file: an
+    /// extending O_DIRECT write cannot be issued without blocking and io_uring hands it to a
+    /// worker thread. Sealing and closing truncate back to `len`; recovery cuts the zeros.
+    pub(crate) allocated: u64,
     pub(crate) phase: Phase,
     pub(crate) paths: SegmentPaths,
     /// Relative last offset of every batch, kept only for segments with offset gaps (those
@@ -112,6 +117,7 @@ impl Segment {
             file: None,
             staged: 0,
             written: 0,
+            allocated: 0,
             phase: Phase::Active,
             paths: SegmentPaths::new(dir, base_offset),
             batch_last_offsets: None,

@@ -162,7 +162,14 @@ struct WriteOp {
     buffer: DmaBuffer,
     position: u64,
     end: u64,
+    /// Allocate the file up to this length before writing (see `Segment::allocated`).
+    allocate_to: Option<u64>,
 }
+
+/// First preallocation of a segment file; each later one doubles the allocated length.
+const PREALLOCATE_MIN_BYTES: u64 = 128 * 1024;
+/// Largest single preallocation.
+const PREALLOCATE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A write submitted as its own task, so that several can be in flight.
 struct InFlightWrite {
@@ -323,11 +330,25 @@ pub(crate) async fn run_writer<B: Backend>(
                 buffer,
                 position,
                 end,
+                allocate_to,
             }) => {
                 let expected = buffer.len();
                 let path = file.path().to_path_buf();
-                let task =
-                    glommio::spawn_local(async move { file.write_at(buffer, position).await });
+                let task = glommio::spawn_local(async move {
+                    if let Some(len) = allocate_to {
+                        // A hint: if it fails (no space, no fallocate on this file system),
+                        // the write itself reports what matters.
+                        if let Err(error) = file.allocate(len).await {
+                            tracing::debug!(
+                                path = %file.path().display(),
+                                len,
+                                %error,
+                                "preallocation failed"
+                            );
+                        }
+                    }
+                    file.write_at(buffer, position).await
+                });
                 in_flight.push_back(InFlightWrite {
                     segment_id,
                     generation,
@@ -812,6 +833,7 @@ impl State {
         // The kept page describes what has been issued: the next write starts from it.
         let tail_page = bytes[page_start..data_len].to_vec();
         let segment_id = segment.id;
+        let allocate_to = self.preallocation(index, start + buffer_len as u64);
         self.segments[index].staged = end;
         self.writer.tail_page = tail_page;
         self.writer.tail_page_segment = Some(segment_id);
@@ -822,7 +844,27 @@ impl State {
             buffer,
             position: start,
             end,
+            allocate_to,
         })
+    }
+
+    /// The file length to allocate before a write that ends at `write_end`, if the write
+    /// would otherwise extend the file. The allocation grows with the segment (doubling from
+    /// [`PREALLOCATE_MIN_BYTES`] up to [`PREALLOCATE_MAX_BYTES`] at a time) so idle partitions
+    /// reserve little, and never reaches past the segment size by more than the write itself.
+    fn preallocation(&mut self, index: usize, write_end: u64) -> Option<u64> {
+        let segment_bytes = align_up(self.config.segment_bytes);
+        let segment = &mut self.segments[index];
+        if write_end <= segment.allocated {
+            return None;
+        }
+        let grow = segment
+            .allocated
+            .clamp(PREALLOCATE_MIN_BYTES, PREALLOCATE_MAX_BYTES);
+        let target =
+            align_up(write_end.max(segment.allocated + grow)).min(segment_bytes.max(write_end));
+        segment.allocated = target;
+        Some(target)
     }
 
     /// Applies the result of an I/O step.

@@ -53,6 +53,10 @@ impl BackendFile for DirectFile {
     fn size(&self) -> IoFuture<'_, u64> {
         Box::pin(async move { Ok(self.file.file_size().await?) })
     }
+
+    fn allocate(&self, len: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move { Ok(self.file.pre_allocate(len, false).await?) })
+    }
 }
 
 impl Backend for DirectBackend {

@@ -174,6 +174,10 @@ impl BackendFile for FaultyFile {
     fn size(&self) -> IoFuture<'_, u64> {
         self.inner.size()
     }
+
+    fn allocate(&self, len: u64) -> IoFuture<'_, ()> {
+        self.inner.allocate(len)
+    }
 }
 
 impl<B: Backend> Backend for FaultyBackend<B> {

@@ -57,6 +57,13 @@ pub trait BackendFile {
     fn fdatasync(&self) -> IoFuture<'_, ()>;
     /// ftruncate(2).
     fn set_len(&self, len: u64) -> IoFuture<'_, ()>;
+    /// Makes the file at least `len` bytes long with allocated, zero-reading blocks
+    /// (fallocate(2) mode 0), so that later writes below `len` do not extend the file. Existing
+    /// data is never changed. A hint: backends without it do nothing.
+    fn allocate(&self, len: u64) -> IoFuture<'_, ()> {
+        let _ = len;
+        Box::pin(async { Ok(()) })
+    }
     /// Current file size.
     fn size(&self) -> IoFuture<'_, u64>;
 }
