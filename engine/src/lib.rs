@@ -9,6 +9,8 @@
 //! - [`backend`]: the narrow disk trait, `DirectBackend` (glommio DmaFile, O_DIRECT),
 //!   `FaultyBackend` (fault injection), and `prime_direct_io`.
 //! - [`segment`]: one segment's files and indexes; `SegmentFile` read handles.
+//! - [`read_ahead`]: background reads of the next range for consumers reading a segment
+//!   sequentially from disk (O_DIRECT bypasses the kernel's read-ahead).
 //! - `log`: `PartitionLog`, the public handle: append, read, flush, truncate, close.
 //! - `writer`: the background task that coalesces appends into aligned writes and syncs.
 //! - `retention`: retention, DeleteRecords and truncation.
@@ -29,6 +31,7 @@ mod epoch;
 pub mod error;
 pub mod index;
 mod log;
+pub mod read_ahead;
 mod recovery;
 mod retention;
 pub mod segment;

@@ -108,6 +108,24 @@ impl Chunk {
             }
         }
     }
+
+    /// Like [`load`](Self::load), for a consumer reading on from here: file chunks are read
+    /// with [`SegmentFile::read_sequential`] (served from and followed by read-ahead).
+    pub async fn load_sequential(&self) -> Result<Bytes, LogError> {
+        match self {
+            Chunk::Memory(bytes) => Ok(bytes.clone()),
+            Chunk::File {
+                file,
+                position,
+                length,
+            } => {
+                let length =
+                    usize::try_from(*length).map_err(|_| LogError::Invariant("chunk length"))?;
+                let buffer = file.read_sequential(*position, length).await?;
+                Ok(Bytes::copy_from_slice(&buffer))
+            }
+        }
+    }
 }
 
 /// One append's bytes kept in memory (the hot tail). Entries form a suffix of the log.
@@ -1026,7 +1044,7 @@ impl State {
                 .clone()
                 .ok_or(LogError::Invariant("evicted data has no file"))?;
             chunks.push(Chunk::File {
-                file: SegmentFile::new(file),
+                file: SegmentFile::with_read_ahead(file, &segment.read_ahead, segment.written),
                 position: start,
                 length: memory_start - start,
             });

@@ -673,3 +673,81 @@ fn active_segment_is_preallocated_and_cut_back_on_close_and_recovery() {
         log.close().await.unwrap();
     });
 }
+
+/// Sequential reads of on-disk data (a consumer catching up) are served through read-ahead:
+/// the bytes equal plain reads, read-ahead is actually held, and after `truncate_to` plus new
+/// appends the reader gets the new bytes, never what was read ahead before the truncation.
+#[test]
+fn sequential_disk_reads_read_ahead_and_truncation_drops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("topic-0");
+    run_local(move || async move {
+        let config = LogConfig {
+            hot_tail_bytes: 64 * 1024,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        for _ in 0..64 {
+            log.append(make_batch(16, 1_000, NOW), LeaderEpoch(1), NOW)
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        let everything = read_all(&log, Offset(0)).await;
+
+        let mut from = Offset(0);
+        let mut sequential = Vec::new();
+        let mut held_read_ahead = false;
+        let mut file_chunks = 0;
+        while from < log.log_end_offset() {
+            let result = log.read(from, 128 * 1024, log.log_end_offset()).unwrap();
+            let mut piece = Vec::new();
+            for chunk in &result.chunks {
+                if matches!(chunk, Chunk::File { .. }) {
+                    file_chunks += 1;
+                }
+                let bytes = chunk.load_sequential().await.unwrap();
+                assert_eq!(bytes, chunk.load().await.unwrap());
+                held_read_ahead |= crate::read_ahead::held_bytes() > 0;
+                piece.extend_from_slice(&bytes);
+            }
+            let last_base = *base_offsets(&piece).last().unwrap();
+            from = Offset(last_base + 16);
+            sequential.extend_from_slice(&piece);
+        }
+        assert_eq!(sequential, everything);
+        assert!(file_chunks > 1, "the reads must come from disk");
+        assert!(held_read_ahead, "sequential disk reads must read ahead");
+
+        // Read the first 128 KiB (read-ahead of the next range starts), then replace what
+        // follows: truncate at the next batch and append different batches.
+        let first = log
+            .read(Offset(0), 128 * 1024, log.log_end_offset())
+            .unwrap();
+        let mut head = Vec::new();
+        for chunk in &first.chunks {
+            head.extend_from_slice(&chunk.load_sequential().await.unwrap());
+        }
+        let cut = Offset(*base_offsets(&head).last().unwrap() + 16);
+        log.truncate_to(cut).await.unwrap();
+        let later = TimestampMs(NOW.0 + 1_000);
+        for _ in 0..16 {
+            log.append(make_batch(16, 1_000, later), LeaderEpoch(1), later)
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        let expected = read_all(&log, cut).await;
+        let mut after = Vec::new();
+        let mut from = cut;
+        while from < log.log_end_offset() {
+            let result = log.read(from, 128 * 1024, log.log_end_offset()).unwrap();
+            let mut piece = Vec::new();
+            for chunk in &result.chunks {
+                piece.extend_from_slice(&chunk.load_sequential().await.unwrap());
+            }
+            from = Offset(*base_offsets(&piece).last().unwrap() + 16);
+            after.extend_from_slice(&piece);
+        }
+        assert_eq!(after, expected);
+        log.close().await.unwrap();
+    });
+}

@@ -226,6 +226,7 @@ impl State {
             };
             let segment_id = segment.id;
             segment.allocated = segment.allocated.min(cut);
+            segment.read_ahead.invalidate();
             if let Some(file) = segment.file.clone() {
                 last_seq = self.push_command(Command::TruncateFile { file, len: cut });
             }

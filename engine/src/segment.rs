@@ -2,11 +2,13 @@
 //! background writer maintains. Also [`SegmentFile`], the read handle handed to fetches.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::{
     backend::{align_up, Backend, FileHandle, OpenMode, ReadBuf},
     error::LogError,
     index::{OffsetIndex, OffsetIndexEntry, TimeIndex, TimeIndexEntry},
+    read_ahead::{ReadAhead, READ_AHEAD_MAX_BYTES, READ_AHEAD_MIN_BYTES},
     types::{Offset, TimestampMs},
 };
 
@@ -89,6 +91,8 @@ pub(crate) struct Segment {
     pub(crate) staged: u64,
     /// Bytes whose writes completed.
     pub(crate) written: u64,
+    /// Read-ahead for consumers reading this segment sequentially from disk.
+    pub(crate) read_ahead: Rc<ReadAhead>,
     /// File length the writer has asked the file system to allocate (fallocate) ahead of the
     /// writes, so that appends overwrite allocated blocks instead of extending the file: an
     /// extending O_DIRECT write cannot be issued without blocking and io_uring hands it to a
@@ -117,6 +121,7 @@ impl Segment {
             file: None,
             staged: 0,
             written: 0,
+            read_ahead: Rc::new(ReadAhead::default()),
             allocated: 0,
             phase: Phase::Active,
             paths: SegmentPaths::new(dir, base_offset),
@@ -263,11 +268,60 @@ impl Segment {
 #[derive(Clone)]
 pub struct SegmentFile {
     file: FileHandle,
+    sequential: Option<Sequential>,
+}
+
+/// What [`SegmentFile::read_sequential`] needs to read ahead.
+#[derive(Clone)]
+struct Sequential {
+    read_ahead: Rc<ReadAhead>,
+    /// Bytes of the segment written when the read was planned: read-ahead stops there.
+    readable_end: u64,
+    generation: u64,
 }
 
 impl SegmentFile {
-    pub(crate) fn new(file: FileHandle) -> SegmentFile {
-        SegmentFile { file }
+    /// A file whose sequential reads may read ahead, up to `readable_end` (bytes whose writes
+    /// completed; they no longer change).
+    pub(crate) fn with_read_ahead(
+        file: FileHandle,
+        read_ahead: &Rc<ReadAhead>,
+        readable_end: u64,
+    ) -> SegmentFile {
+        SegmentFile {
+            file,
+            sequential: Some(Sequential {
+                generation: read_ahead.generation(),
+                read_ahead: Rc::clone(read_ahead),
+                readable_end,
+            }),
+        }
+    }
+
+    /// Like [`read_at`](Self::read_at), for a reader that will likely ask for the following
+    /// bytes next (a consumer catching up): served from the read-ahead when it holds the range,
+    /// and followed by a background read of the next `length` bytes (see `read_ahead`).
+    pub async fn read_sequential(&self, position: u64, length: usize) -> Result<ReadBuf, LogError> {
+        let Some(sequential) = &self.sequential else {
+            return self.read_at(position, length).await;
+        };
+        let ahead = &sequential.read_ahead;
+        let buffer = match ahead
+            .take(&self.file, sequential.generation, position, length)
+            .await
+        {
+            Some(buffer) => buffer,
+            None => self.read_at(position, length).await?,
+        };
+        let next = position.saturating_add(length as u64);
+        if length >= READ_AHEAD_MIN_BYTES && next < sequential.readable_end {
+            let room = sequential.readable_end - next;
+            let ahead_bytes = (length as u64).min(room).min(READ_AHEAD_MAX_BYTES as u64);
+            if let Ok(ahead_bytes) = usize::try_from(ahead_bytes) {
+                ahead.start(&self.file, sequential.generation, next, ahead_bytes);
+            }
+        }
+        Ok(buffer)
     }
 
     /// Reads exactly `length` bytes at `position` (unaligned is fine; the backend aligns
@@ -299,6 +353,7 @@ impl std::fmt::Debug for SegmentFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentFile")
             .field("path", &self.file.path())
+            .field("read_ahead", &self.sequential.is_some())
             .finish()
     }
 }

@@ -434,7 +434,8 @@ async fn write_response(
                         length,
                     } => {
                         let length = usize::try_from(length).unwrap_or(usize::MAX);
-                        match file.read_at(position, length).await {
+                        // A consumer reads on from here: read ahead for its next fetch.
+                        match file.read_sequential(position, length).await {
                             Ok(buf) => loaded.push(Loaded::Read(buf)),
                             Err(err) => {
                                 // The frame length is already promised; the connection

@@ -921,7 +921,7 @@ async fn load_chunks(outcome: ReadOutcome<Chunk>) -> ReadOutcome<Bytes> {
     let mut chunks = Vec::with_capacity(outcome.chunks.len());
     let mut error = outcome.error;
     for chunk in &outcome.chunks {
-        match chunk.load().await {
+        match chunk.load_sequential().await {
             Ok(bytes) => chunks.push(bytes),
             Err(err) => {
                 warn!(error = %err, "cannot load a chunk for another shard");
