@@ -94,24 +94,16 @@ impl Chunk {
 
     /// The chunk's bytes: a clone for memory chunks, a read for file chunks.
     pub async fn load(&self) -> Result<Bytes, LogError> {
-        match self {
-            Chunk::Memory(bytes) => Ok(bytes.clone()),
-            Chunk::File {
-                file,
-                position,
-                length,
-            } => {
-                let length =
-                    usize::try_from(*length).map_err(|_| LogError::Invariant("chunk length"))?;
-                let buffer = file.read_at(*position, length).await?;
-                Ok(Bytes::copy_from_slice(&buffer))
-            }
-        }
+        self.load_with(false).await
     }
 
     /// Like [`load`](Self::load), for a consumer reading on from here: file chunks are read
     /// with [`SegmentFile::read_sequential`] (served from and followed by read-ahead).
     pub async fn load_sequential(&self) -> Result<Bytes, LogError> {
+        self.load_with(true).await
+    }
+
+    async fn load_with(&self, sequential: bool) -> Result<Bytes, LogError> {
         match self {
             Chunk::Memory(bytes) => Ok(bytes.clone()),
             Chunk::File {
@@ -121,7 +113,11 @@ impl Chunk {
             } => {
                 let length =
                     usize::try_from(*length).map_err(|_| LogError::Invariant("chunk length"))?;
-                let buffer = file.read_sequential(*position, length).await?;
+                let buffer = if sequential {
+                    file.read_sequential(*position, length).await?
+                } else {
+                    file.read_at(*position, length).await?
+                };
                 Ok(Bytes::copy_from_slice(&buffer))
             }
         }
