@@ -131,7 +131,22 @@ fn metrics_follow_a_produce_consume_load() {
     let producer = recording_producer(&bootstrap, "1", "none", &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let payload = vec![b'm'; MESSAGE_BYTES];
+    let half = MESSAGES / 2;
     for id in 0..MESSAGES {
+        if id == half {
+            // Mid-run: the first half is acknowledged, the producer goes on afterwards. The
+            // counters already match what the broker took so far.
+            broker.check(producer.flush(Duration::from_secs(120)), "flush first half");
+            let (status, _, text) = get(metrics, "/metrics");
+            assert_eq!(status, 200, "{text}");
+            let records = sum(&text, "vaart_produce_records_total", &[("topic", TOPIC)]);
+            assert_eq!(records, half as f64, "records in, mid-run\n{text}");
+            let bytes = sum(&text, "vaart_produce_bytes_total", &[("topic", TOPIC)]);
+            assert!(
+                bytes >= (half * MESSAGE_BYTES) as f64,
+                "bytes in, mid-run: {bytes}\n{text}"
+            );
+        }
         let key = id.to_string();
         let record = BaseRecord::with_opaque_to(TOPIC, id)
             .key(key.as_bytes())
