@@ -12,16 +12,15 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    TopicName,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{Client, ClusterMetadata, TopicMetadata};
 use crate::error::{ClientError, KafkaCode, KafkaError};
+pub use crate::types::TopicId;
 use crate::types::{NodeId, Offset, PartitionId};
 
 /// Default timeout the broker gets for topic changes.
@@ -152,41 +151,6 @@ pub struct ConfigSynonym {
 pub struct DescribedConfig {
     pub entry: ConfigEntry,
     pub synonyms: Vec<ConfigSynonym>,
-}
-
-/// A topic's id, as Metadata v10+ reports it. Displayed as Kafka prints a `Uuid`: URL-safe
-/// base64 of the 16 bytes without padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TopicId(pub [u8; 16]);
-
-impl TopicId {
-    /// Kafka's `Uuid.ZERO_UUID`: the broker did not report an id.
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
-}
-
-impl std::fmt::Display for TopicId {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut text = String::with_capacity(22);
-        for chunk in self.0.chunks(3) {
-            let bytes = [
-                chunk.first().copied().unwrap_or(0),
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let group =
-                (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
-            // A chunk of n bytes gives n + 1 characters (no padding).
-            for index in 0..=chunk.len() {
-                let sextet = (group >> (18 - 6 * index)) & 0x3f;
-                text.push(char::from(ALPHABET[sextet as usize]));
-            }
-        }
-        formatter.write_str(&text)
-    }
 }
 
 /// One change of an incremental config alteration.
@@ -489,36 +453,6 @@ impl Admin {
             .collect())
     }
 
-    /// The ids of `topics` (`None`: every topic) by name, from Metadata v10+; a broker that
-    /// speaks an older Metadata version gives no ids (an empty map).
-    pub async fn topic_ids(
-        &self,
-        topics: Option<&[&str]>,
-    ) -> Result<HashMap<String, TopicId>, ClientError> {
-        let request = MetadataRequest::default()
-            .with_topics(topics.map(|names| {
-                names
-                    .iter()
-                    .map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name))))
-                    .collect()
-            }))
-            .with_allow_auto_topic_creation(false);
-        let connection = self.client.any_broker().await?;
-        if connection.version(ApiKey::Metadata)? < 10 {
-            return Ok(HashMap::new());
-        }
-        let response = connection.call(&request).await?;
-        Ok(response
-            .topics
-            .into_iter()
-            .filter(|topic| topic.error_code == 0)
-            .filter_map(|topic| {
-                let name = topic.name?.0.as_str().to_owned();
-                Some((name, TopicId(*topic.topic_id.as_bytes())))
-            })
-            .collect())
-    }
-
     /// Applies `changes` to one topic's or broker's config (IncrementalAlterConfigs).
     pub async fn alter_configs(
         &self,
@@ -629,21 +563,5 @@ fn first_result(results: TopicResults, api: ApiKey) -> Result<(), ClientError> {
         None => Err(KafkaError::new(api, KafkaCode(-1))
             .with_message(Some("empty answer"))
             .into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_ids_print_like_kafka_uuids() {
-        let mut bytes = [0u8; 16];
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            *byte = index as u8;
-        }
-        assert_eq!(TopicId(bytes).to_string(), "AAECAwQFBgcICQoLDA0ODw");
-        assert_eq!(TopicId([0xff; 16]).to_string(), "_____________________w");
-        assert!(TopicId([0; 16]).is_zero());
     }
 }

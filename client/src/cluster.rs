@@ -17,7 +17,7 @@ use tracing::debug;
 
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::{ClientError, KafkaCode};
-use crate::types::{NodeId, PartitionId};
+use crate::types::{NodeId, PartitionId, TopicId};
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -78,6 +78,8 @@ pub struct PartitionMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMetadata {
     pub name: String,
+    /// The topic id (Metadata v10+; zero from older versions, as Kafka's `Uuid.ZERO_UUID`).
+    pub id: TopicId,
     pub error: KafkaCode,
     pub is_internal: bool,
     pub partitions: Vec<PartitionMetadata>,
@@ -406,6 +408,7 @@ fn cluster_metadata(response: MetadataResponse) -> ClusterMetadata {
                     .name
                     .map(|name| name.0.as_str().to_owned())
                     .unwrap_or_default(),
+                id: TopicId(*topic.topic_id.as_bytes()),
                 error: KafkaCode(topic.error_code),
                 is_internal: topic.is_internal,
                 partitions,

@@ -4,7 +4,7 @@
 //! (`!Send`): create and use a client inside one glommio executor.
 //!
 //! # Layout
-//! - `types`: newtypes [`NodeId`], [`PartitionId`], [`Offset`].
+//! - `types`: newtypes [`NodeId`], [`PartitionId`], [`Offset`], [`TopicId`].
 //! - `error`: [`ClientError`], [`KafkaCode`] (the broker's exact error code), [`KafkaError`].
 //! - `versions`: the API versions the client speaks and the per-connection choice.
 //! - `connection`: [`Connection`], one pipelined TCP connection (correlation ids, bounded
@@ -59,4 +59,4 @@ pub use group::{
 pub use producer::{
     Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
-pub use types::{NodeId, Offset, PartitionId};
+pub use types::{NodeId, Offset, PartitionId, TopicId};

@@ -301,8 +301,6 @@ async fn describe(admin: &Admin, args: &TopicsArgs) -> Result<(), CliError> {
     if topics.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = topics.iter().map(|topic| topic.name.as_str()).collect();
-    let ids = admin.topic_ids(Some(&names)).await?;
     let report_only = args.under_replicated_partitions || args.unavailable_partitions;
     for topic in &topics {
         let configs = admin
@@ -322,8 +320,8 @@ async fn describe(admin: &Admin, args: &TopicsArgs) -> Result<(), CliError> {
             .collect();
         if !report_only && (!args.topics_with_overrides || !overrides.is_empty()) {
             let mut line = format!("Topic: {}", topic.name);
-            if let Some(id) = ids.get(&topic.name).filter(|id| !id.is_zero()) {
-                line.push_str(&format!("\tTopicId: {id}"));
+            if !topic.id.is_zero() {
+                line.push_str(&format!("\tTopicId: {}", topic.id));
             }
             let replication_factor = topic
                 .partitions
