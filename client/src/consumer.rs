@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use tracing::debug;
 
 use crate::admin::{Admin, OffsetSpec};
@@ -82,6 +82,8 @@ pub struct ConsumerRecord {
     pub partition: PartitionId,
     pub offset: Offset,
     pub timestamp_ms: i64,
+    /// CreateTime (the producer's) or LogAppendTime (the broker's), from the batch header.
+    pub timestamp_type: TimestampType,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Vec<(String, Option<Bytes>)>,
@@ -114,6 +116,7 @@ impl FetchedBatch {
                 partition: self.partition,
                 offset: Offset(record.offset),
                 timestamp_ms: record.timestamp,
+                timestamp_type: record.timestamp_type,
                 key: record.key,
                 value: record.value,
                 headers: record

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::timer::Timer;
-use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::TimestampType;
 use tracing::debug;
 use vaart_client::{
-    Client, ClientError, Consumer, ConsumerConfig, GroupMember, GroupMemberConfig, Offset,
-    OffsetToCommit, PartitionId, StartOffset,
+    Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, GroupMember, GroupMemberConfig,
+    Offset, OffsetToCommit, PartitionId, StartOffset,
 };
 
 use super::{run_tool, CliError, ConnectArgs};
@@ -343,13 +343,13 @@ impl Formatter {
     }
 
     /// One record, exactly as Kafka's formatter writes it.
-    fn format(&self, partition: PartitionId, record: &Record, out: &mut Vec<u8>) {
+    fn format(&self, record: &ConsumerRecord, out: &mut Vec<u8>) {
         if self.print_timestamp {
             let kind = match record.timestamp_type {
                 TimestampType::Creation => "CreateTime",
                 TimestampType::LogAppend => "LogAppendTime",
             };
-            out.extend_from_slice(format!("{kind}:{}", record.timestamp).as_bytes());
+            out.extend_from_slice(format!("{kind}:{}", record.timestamp_ms).as_bytes());
             self.separator(
                 out,
                 self.print_partition
@@ -360,7 +360,7 @@ impl Formatter {
             );
         }
         if self.print_partition {
-            out.extend_from_slice(format!("Partition:{partition}").as_bytes());
+            out.extend_from_slice(format!("Partition:{}", record.partition).as_bytes());
             self.separator(
                 out,
                 self.print_offset || self.print_headers || self.print_key || self.print_value,
@@ -407,9 +407,9 @@ struct Output {
 }
 
 impl Output {
-    fn write(&mut self, partition: PartitionId, record: &Record) -> Result<(), CliError> {
+    fn write(&mut self, record: &ConsumerRecord) -> Result<(), CliError> {
         self.line.clear();
-        self.formatter.format(partition, record, &mut self.line);
+        self.formatter.format(record, &mut self.line);
         let mut stdout = io::stdout().lock();
         let written = stdout.write_all(&self.line).and_then(|()| stdout.flush());
         match written {
@@ -654,20 +654,11 @@ async fn read_loop(
         }
         let batches = consumer.poll_batches().await?;
         for (batch, from) in batches {
-            let mut data = batch.data.clone();
-            let set = RecordBatchDecoder::decode(&mut data).map_err(|error| {
-                CliError::Client(ClientError::Records {
-                    source: error.into(),
-                })
-            })?;
-            for record in set.records {
-                if record.control || record.offset < from.0 {
-                    continue;
-                }
+            for record in batch.records(from)? {
                 if args.max_messages.is_some_and(|max| progress.printed >= max) || output.closed {
                     return Ok(());
                 }
-                output.write(batch.partition, &record)?;
+                output.write(&record)?;
                 if output.closed {
                     return Ok(());
                 }
@@ -675,7 +666,7 @@ async fn read_loop(
                 last_record = Instant::now();
                 progress.consumed.insert(
                     (batch.topic.to_string(), batch.partition),
-                    Offset(record.offset + 1),
+                    Offset(record.offset.0 + 1),
                 );
             }
         }
@@ -686,36 +677,25 @@ async fn read_loop(
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::protocol::StrBytes;
 
-    fn record(key: Option<&'static str>, value: Option<&'static str>) -> Record {
-        let mut headers = kafka_protocol::indexmap::IndexMap::new();
-        headers.insert(
-            StrBytes::from_static_str("h"),
-            Some(Bytes::from_static(b"v")),
-        );
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+    fn record(key: Option<&'static str>, value: Option<&'static str>) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: "t".into(),
+            partition: PartitionId(0),
+            offset: Offset(5),
+            timestamp_ms: 1_700_000_000_000,
             timestamp_type: TimestampType::Creation,
-            offset: 5,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
             key: key.map(|key| Bytes::from_static(key.as_bytes())),
             value: value.map(|value| Bytes::from_static(value.as_bytes())),
-            headers,
+            headers: vec![("h".to_owned(), Some(Bytes::from_static(b"v")))],
         }
     }
 
-    fn formatted(properties: &[&str], record: &Record) -> String {
+    fn formatted(properties: &[&str], record: &ConsumerRecord) -> String {
         let properties: Vec<String> = properties.iter().map(|p| (*p).to_string()).collect();
         let formatter = Formatter::from_properties(&properties).expect("properties");
         let mut out = Vec::new();
-        formatter.format(PartitionId(0), record, &mut out);
+        formatter.format(record, &mut out);
         String::from_utf8(out).expect("utf-8")
     }
 
