@@ -302,7 +302,7 @@ impl Shard {
         }
         self.sync_partitions(&current, &snapshot).await;
         *self.metadata.borrow_mut() = snapshot.clone();
-        self.remove_deleted_partitions(&snapshot).await;
+        self.remove_deleted_partitions(&snapshot);
         self.rebalance_hot_tails();
     }
 
