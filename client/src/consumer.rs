@@ -6,8 +6,10 @@
 //! offset order per partition. A trailing partial batch (the broker may cut a response at
 //! `partition_max_bytes`) is dropped and fetched again next time. [`Consumer::poll`] also
 //! decodes the records (kafka-protocol's `RecordBatchDecoder`, decompressing there).
+//! With [`ConsumerConfig::prefetch`] (the default) the next Fetch is sent as soon as an
+//! answer with records is taken in; a seek, assign or offset reset makes it stale.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -50,6 +52,11 @@ pub struct ConsumerConfig {
     pub isolation_level: i8,
     /// `auto.offset.reset` when a position is out of range (`None` = report the error).
     pub auto_offset_reset: Option<StartOffset>,
+    /// Send the next Fetch as soon as an answer with records is taken in, so the broker
+    /// reads and sends while the caller works through the records (as librdkafka's fetcher
+    /// and the Java consumer's pipelined fetches do). The answer is used only if no
+    /// assign, seek or reset moved a position in between.
+    pub prefetch: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -61,6 +68,7 @@ impl Default for ConsumerConfig {
             partition_max_bytes: 1 << 20,
             isolation_level: 0,
             auto_offset_reset: Some(StartOffset::Latest),
+            prefetch: true,
         }
     }
 }
@@ -138,10 +146,21 @@ struct Assignment {
 }
 
 /// Reads assigned partitions. Owned by one executor.
+/// Fetches sent ahead (see [`ConsumerConfig::prefetch`]).
+struct Prefetch {
+    /// [`Consumer::moves`] when they were sent.
+    moves: u64,
+    pending: Vec<PendingReply<FetchRequest>>,
+}
+
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     assignments: RefCell<Vec<Assignment>>,
+    /// Counts position changes that did not come from a fetch answer (assign, unassign,
+    /// seek, offset reset): a prefetch sent before one of them asked for the wrong offsets.
+    moves: Cell<u64>,
+    prefetched: RefCell<Option<Prefetch>>,
 }
 
 impl Consumer {
@@ -150,6 +169,8 @@ impl Consumer {
             client,
             config,
             assignments: RefCell::new(Vec::new()),
+            moves: Cell::new(0),
+            prefetched: RefCell::new(None),
         }
     }
 
@@ -169,6 +190,7 @@ impl Consumer {
         let admin = Admin::new(self.client.clone());
         for &(partition, start) in partitions {
             let position = self.resolve(&admin, topic, partition, start).await?;
+            self.moved();
             let mut assignments = self.assignments.borrow_mut();
             assignments.retain(|entry| !(&*entry.topic == topic && entry.partition == partition));
             assignments.push(Assignment {
@@ -232,11 +254,13 @@ impl Consumer {
 
     /// Drops every assigned partition (e.g. before taking a group's new assignment).
     pub fn unassign(&self) {
+        self.moved();
         self.assignments.borrow_mut().clear();
     }
 
     /// Moves the position of an assigned partition; `false` if it is not assigned.
     pub fn seek(&self, topic: &str, partition: PartitionId, offset: Offset) -> bool {
+        self.moved();
         let mut assignments = self.assignments.borrow_mut();
         match assignments
             .iter_mut()
@@ -287,6 +311,34 @@ impl Consumer {
     /// Fetches complete record batches, each with the position it was fetched from (records
     /// before that offset, in a batch that starts earlier, are not the caller's).
     pub async fn poll_batches(&self) -> Result<Vec<(FetchedBatch, Offset)>, ClientError> {
+        let prefetched = self.prefetched.borrow_mut().take();
+        let pending = match prefetched {
+            Some(prefetch) if prefetch.moves == self.moves.get() => prefetch.pending,
+            // Stale (a position moved since) or none: its answers are dropped on arrival.
+            _ => self.send_fetches().await?,
+        };
+        let mut fetched = Vec::new();
+        for reply in pending {
+            let response = reply.response().await?;
+            self.absorb(response, &mut fetched).await?;
+        }
+        if self.config.prefetch && !fetched.is_empty() {
+            match self.send_fetches().await {
+                Ok(pending) => {
+                    *self.prefetched.borrow_mut() = Some(Prefetch {
+                        moves: self.moves.get(),
+                        pending,
+                    });
+                }
+                // The next poll sends again and reports what is still wrong.
+                Err(error) => debug!(%error, "prefetch not sent"),
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Sends one Fetch per leader for the current positions; the answers are awaited later.
+    async fn send_fetches(&self) -> Result<Vec<PendingReply<FetchRequest>>, ClientError> {
         let mut by_leader: HashMap<NodeId, Vec<Assignment>> = HashMap::new();
         let assignments = self.assignments.borrow().clone();
         for entry in assignments {
@@ -306,12 +358,11 @@ impl Consumer {
             let request = self.fetch_request(entries);
             pending.push(connection.send(&request, version).await?);
         }
-        let mut fetched = Vec::new();
-        for reply in pending {
-            let response = reply.response().await?;
-            self.absorb(response, &mut fetched).await?;
-        }
-        Ok(fetched)
+        Ok(pending)
+    }
+
+    fn moved(&self) {
+        self.moves.set(self.moves.get().wrapping_add(1));
     }
 
     fn fetch_request(&self, entries: &[Assignment]) -> FetchRequest {
@@ -434,6 +485,7 @@ impl Consumer {
             .iter()
             .find(|entry| &*entry.topic == topic && entry.partition == partition)
             .map_or(Offset(-1), |entry| entry.high_watermark);
+        self.moved();
         self.update(topic, partition, offset, high);
         Ok(())
     }

@@ -364,3 +364,84 @@ fn produce_consume_and_admin_round_trip() {
     });
     broker.stop();
 }
+
+/// The consumer sends its next Fetch while the caller works (prefetch): reading on continues
+/// exactly where the last answer ended, and a seek in between makes the prefetched answer
+/// stale, so the next poll starts at the sought offset.
+#[test]
+fn prefetched_fetches_follow_positions_and_seeks() {
+    let broker = BrokerProcess::start();
+    let bootstrap = broker.bootstrap();
+    run(move || async move {
+        let client = Client::connect(ClientConfig::new(&bootstrap))
+            .await
+            .unwrap();
+        let admin = Admin::new(client.clone());
+        admin
+            .create_topic(NewTopic::new("prefetch", 1, 1))
+            .await
+            .unwrap();
+        // One record per batch (linger 0, each awaited), 1 KiB each.
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                linger_ms: 0,
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        for index in 0..400 {
+            let value = format!("{index:04}-{}", "x".repeat(1019));
+            let record = ProducerRecord::new(value).with_partition(PartitionId(0));
+            producer
+                .send("prefetch", record)
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        producer.close().await;
+
+        // Small answers (about 8 batches each), so reading takes many polls.
+        let consumer = Consumer::new(
+            client.clone(),
+            ConsumerConfig {
+                max_wait_ms: 100,
+                partition_max_bytes: 8 * 1024,
+                ..ConsumerConfig::default()
+            },
+        );
+        consumer
+            .assign("prefetch", &[(PartitionId(0), StartOffset::Earliest)])
+            .await
+            .unwrap();
+        let read_index = |value: &Option<bytes::Bytes>| -> i64 {
+            let value = value.as_ref().unwrap();
+            std::str::from_utf8(&value[..4]).unwrap().parse().unwrap()
+        };
+        let mut next = 0i64;
+        let mut seeks = 0;
+        while next < 400 {
+            let records = consumer.poll().await.unwrap();
+            for record in &records {
+                assert_eq!(record.offset, Offset(next), "records continue in order");
+                assert_eq!(read_index(&record.value), next);
+                next += 1;
+            }
+            // Twice, with a prefetch in flight: jump back, then forward.
+            if !records.is_empty() && next >= 100 && seeks == 0 {
+                assert!(consumer.seek("prefetch", PartitionId(0), Offset(37)));
+                next = 37;
+                seeks += 1;
+            } else if !records.is_empty() && next >= 150 && seeks == 1 {
+                assert!(consumer.seek("prefetch", PartitionId(0), Offset(300)));
+                next = 300;
+                seeks += 1;
+            }
+        }
+        assert_eq!(seeks, 2);
+        assert_eq!(next, 400);
+        client.close();
+    });
+    broker.stop();
+}
