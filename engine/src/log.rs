@@ -17,7 +17,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     backend::{Backend, DirectBackend},
-    batch::{assign_offsets, record_positions, validate_batches, BatchHeader, Compression},
+    batch::{
+        assign_offsets, record_positions, validate_batches, BatchHeader, BatchSummary, Compression,
+        ATTR_LOG_APPEND_TIME, BATCH_HEADER_LEN, CRC_RANGE_START,
+    },
     config::{LogConfig, TimestampType},
     epoch::EpochCache,
     error::{AppendError, LogError, PoisonCause, ReadError},
@@ -50,7 +53,10 @@ pub struct AppendInfo {
 /// Result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
-    /// In offset order, each starting and ending at batch boundaries.
+    /// In offset order. Concatenated, they are whole batches. A `File` chunk starts and ends
+    /// at batch boundaries; a `Memory` chunk may hold part of a batch (the hot tail keeps a
+    /// batch's patched header apart from the producer's bytes of its records), so a consumer
+    /// that parses batches uses [`load_contiguous`](Self::load_contiguous).
     pub chunks: Vec<Chunk>,
     /// Sum of the chunk lengths.
     pub total_bytes: usize,
@@ -62,10 +68,11 @@ pub struct ReadResult {
     pub log_end_offset: Offset,
 }
 
-/// A run of whole batches.
+/// A run of log bytes: whole batches (`File`), or a piece of the hot tail (`Memory`).
 #[derive(Debug, Clone)]
 pub enum Chunk {
-    /// Hot tail, in memory: write straight to the socket.
+    /// Hot tail, in memory: write straight to the socket. May start or end inside a batch;
+    /// the chunks of one read, concatenated, are whole batches.
     Memory(Bytes),
     /// On disk: read with `file.read_at(position, length)` (O_DIRECT into an aligned buffer).
     File {
@@ -124,12 +131,269 @@ impl Chunk {
     }
 }
 
+impl ReadResult {
+    /// The chunks as buffers of whole batches, for consumers that parse batches (the fetch
+    /// path sends the chunks as they are instead): each file chunk is read, and each run of
+    /// consecutive memory chunks becomes one buffer, joined by a copy when it has more than
+    /// one part.
+    pub async fn load_contiguous(&self) -> Result<Vec<Bytes>, LogError> {
+        let mut buffers = Vec::new();
+        let mut run: Vec<&Bytes> = Vec::new();
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Memory(bytes) => run.push(bytes),
+                Chunk::File { .. } => {
+                    if let Some(joined) = join_parts(&run) {
+                        buffers.push(joined);
+                    }
+                    run.clear();
+                    buffers.push(chunk.load().await?);
+                }
+            }
+        }
+        if let Some(joined) = join_parts(&run) {
+            buffers.push(joined);
+        }
+        Ok(buffers)
+    }
+}
+
+/// One buffer with the bytes of `parts`: the part itself when there is one, else a copy.
+fn join_parts(parts: &[&Bytes]) -> Option<Bytes> {
+    match parts {
+        [] => None,
+        [single] => Some((*single).clone()),
+        _ => {
+            let len = parts.iter().map(|part| part.len()).sum();
+            let mut joined = BytesMut::with_capacity(len);
+            for part in parts {
+                joined.extend_from_slice(part);
+            }
+            Some(joined.freeze())
+        }
+    }
+}
+
 /// One append's bytes kept in memory (the hot tail). Entries form a suffix of the log.
 pub(crate) struct TailEntry {
     pub(crate) segment_id: u64,
     pub(crate) position: u64,
     pub(crate) next_offset: Offset,
-    pub(crate) bytes: Bytes,
+    pub(crate) bytes: TailBytes,
+}
+
+/// Batches of at most this many bytes are copied whole, with their patched header, when an
+/// append's request buffer is shared; larger batches keep their records in the request buffer
+/// and only the 61-byte header is copied. Below this size a separate part costs more (one more
+/// `Bytes`, chunk and iovec on every read and write of it) than copying the records does, and
+/// it bounds the number of parts per byte of log.
+pub(crate) const INLINE_BATCH_BYTES_MAX: usize = 1024;
+
+/// Longest time a hot-tail entry keeps records in the producer's request buffer. The buffer
+/// holds the whole request (other partitions' batches too), so an entry that stays long in the
+/// tail of a quiet partition would pin far more memory than the entry's own bytes. After this
+/// long the entry's bytes are copied into a buffer of their own (data that old is off the hot
+/// path: on a busy partition the tail budget evicts it sooner), which bounds pinned request
+/// memory by what the shard receives in this time.
+pub(crate) const TAIL_BORROW_MS_MAX: u64 = 200;
+
+/// One append's bytes in the hot tail, as consecutive parts: concatenated, the parts are the
+/// appended batches exactly as the log stores them. When the producer's request buffer is
+/// shared, each batch above [`INLINE_BATCH_BYTES_MAX`] is two parts: its patched header
+/// (a slice of one buffer holding every patched header of the append) and its records, a
+/// slice of the request buffer. Smaller batches are copied whole into that buffer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TailBytes {
+    /// Each part with its start within the entry; starts increase, parts are never empty.
+    parts: Vec<(usize, Bytes)>,
+    len: usize,
+}
+
+impl From<Bytes> for TailBytes {
+    fn from(bytes: Bytes) -> Self {
+        let mut tail = TailBytes::default();
+        tail.push(bytes);
+        tail
+    }
+}
+
+impl TailBytes {
+    fn with_capacity(parts: usize) -> Self {
+        TailBytes {
+            parts: Vec::with_capacity(parts),
+            len: 0,
+        }
+    }
+
+    /// Appends a part (empty ones are skipped).
+    fn push(&mut self, part: Bytes) {
+        if part.is_empty() {
+            return;
+        }
+        let start = self.len;
+        self.len += part.len();
+        self.parts.push((start, part));
+    }
+
+    /// Total bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Number of parts.
+    #[cfg(test)]
+    pub(crate) fn part_count(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Index of the part holding byte `at` (`at < len`).
+    fn part_index(&self, at: usize) -> usize {
+        self.parts
+            .partition_point(|(start, _)| *start <= at)
+            .saturating_sub(1)
+    }
+
+    /// Bytes `[from, to)` (clamped to the length) as slices of the parts, in order, without
+    /// copying.
+    pub(crate) fn slices(&self, from: usize, to: usize) -> impl Iterator<Item = Bytes> + '_ {
+        let to = to.min(self.len);
+        let first = if from < to {
+            self.part_index(from)
+        } else {
+            self.parts.len()
+        };
+        self.parts
+            .iter()
+            .skip(first)
+            .take_while(move |(start, _)| *start < to)
+            .map(move |(start, part)| {
+                let begin = from.saturating_sub(*start);
+                let end = (to - *start).min(part.len());
+                part.slice(begin..end)
+            })
+    }
+
+    /// Copies bytes `[from, from + target.len())` into `target`. False if they are not all
+    /// here.
+    pub(crate) fn copy_to(&self, from: usize, target: &mut [u8]) -> bool {
+        let Some(to) = from.checked_add(target.len()) else {
+            return false;
+        };
+        if to > self.len {
+            return false;
+        }
+        let mut copied = 0;
+        for slice in self.slices(from, to) {
+            target[copied..copied + slice.len()].copy_from_slice(&slice);
+            copied += slice.len();
+        }
+        copied == target.len()
+    }
+
+    /// True if some part is a slice of a request buffer (more than one part).
+    fn borrows(&self) -> bool {
+        self.parts.len() > 1
+    }
+
+    /// The same bytes in one buffer of their own.
+    fn copied(&self) -> TailBytes {
+        let mut joined = BytesMut::with_capacity(self.len);
+        for (_, part) in &self.parts {
+            joined.extend_from_slice(part);
+        }
+        TailBytes::from(joined.freeze())
+    }
+
+    /// Keeps the first `len` bytes.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let keep = if len == 0 {
+            0
+        } else {
+            self.part_index(len - 1) + 1
+        };
+        self.parts.truncate(keep);
+        if let Some((start, last)) = self.parts.last_mut() {
+            last.truncate(len - *start);
+        }
+        self.len = len;
+    }
+}
+
+/// Patches one batch's header (in `header`, at least [`BATCH_HEADER_LEN`] bytes) for storage:
+/// base offset, partition leader epoch and, under LogAppendTime, max timestamp, timestamp
+/// type and the CRC, which is computed over the header's CRC'd part and then `records` (the
+/// batch's bytes after the header) without joining them. None if `header` is too short.
+fn patch_header(
+    header: &mut [u8],
+    records: &[u8],
+    base_offset: Offset,
+    leader_epoch: LeaderEpoch,
+    log_append_time: Option<TimestampMs>,
+) -> Option<()> {
+    let parsed = BatchHeader::parse_mut(header)?;
+    parsed.set_base_offset(base_offset.0);
+    parsed.set_partition_leader_epoch(leader_epoch.0);
+    if let Some(now) = log_append_time {
+        parsed.set_max_timestamp(now.0);
+        parsed.set_attributes(parsed.attributes() | ATTR_LOG_APPEND_TIME);
+        let crc = crc32c::crc32c(header.get(CRC_RANGE_START..BATCH_HEADER_LEN)?);
+        let crc = crc32c::crc32c_append(crc, records);
+        BatchHeader::parse_mut(header)?.set_crc(crc);
+    }
+    Some(())
+}
+
+/// The hot-tail parts of validated batches `summaries` of a shared request buffer `records`,
+/// patched for storage from `first_offset` on (see [`TailBytes`]); and the offset after them.
+/// The records of each large batch stay where they are; only headers and small batches are
+/// copied, all into one buffer. None if a summary does not fit `records` or offsets overflow.
+fn patch_shared(
+    records: &Bytes,
+    summaries: &[BatchSummary],
+    first_offset: Offset,
+    leader_epoch: LeaderEpoch,
+    log_append_time: Option<TimestampMs>,
+) -> Option<(TailBytes, Offset)> {
+    let inline = |summary: &BatchSummary| summary.length <= INLINE_BATCH_BYTES_MAX;
+    let copied_bytes: usize = summaries
+        .iter()
+        .map(|summary| {
+            if inline(summary) {
+                summary.length
+            } else {
+                BATCH_HEADER_LEN
+            }
+        })
+        .sum();
+    let large_batches = summaries.iter().filter(|summary| !inline(summary)).count();
+    let mut patched = BytesMut::with_capacity(copied_bytes);
+    let mut tail = TailBytes::with_capacity(2 * large_batches + 1);
+    let mut next = first_offset;
+    for summary in summaries {
+        let end = summary.position.checked_add(summary.length)?;
+        let batch = records.get(summary.position..end)?;
+        let batch_records = batch.get(BATCH_HEADER_LEN..)?;
+        let header_at = patched.len();
+        if inline(summary) {
+            patched.extend_from_slice(batch);
+        } else {
+            patched.extend_from_slice(batch.get(..BATCH_HEADER_LEN)?);
+        }
+        let header = patched.get_mut(header_at..header_at + BATCH_HEADER_LEN)?;
+        patch_header(header, batch_records, next, leader_epoch, log_append_time)?;
+        if !inline(summary) {
+            // Everything patched so far, then this batch's records from the request buffer.
+            // `split` keeps the rest of the allocation for the next headers.
+            tail.push(patched.split().freeze());
+            tail.push(records.slice(summary.position + BATCH_HEADER_LEN..end));
+        }
+        next = next.checked_add(i64::from(summary.last_offset_delta) + 1)?;
+    }
+    tail.push(patched.freeze());
+    Some((tail, next))
 }
 
 impl TailEntry {
@@ -161,6 +425,11 @@ pub(crate) struct State {
     /// Log compaction's checkpoint: everything below it was cleaned with a key map that
     /// covered it (in memory only; after a restart the whole log counts as dirty once).
     pub(crate) cleaned_through: Offset,
+    /// Hot-tail entries that borrow request buffers, oldest first: when each was appended, and
+    /// its (segment id, position). Hints only: an entry evicted or truncated since is skipped.
+    /// At most one per entry appended in the last [`TAIL_BORROW_MS_MAX`] (older ones are
+    /// released by [`State::release_borrowed_tail`]).
+    pub(crate) tail_borrowed: VecDeque<(Instant, u64, u64)>,
 }
 
 pub(crate) struct Shared {
@@ -255,6 +524,7 @@ impl<B: Backend> PartitionLog<B> {
             command_seq_next: 1,
             command_seq_done: 0,
             cleaned_through: Offset(0),
+            tail_borrowed: VecDeque::new(),
         };
         let shared = Rc::new(Shared {
             state: RefCell::new(state),
@@ -293,7 +563,9 @@ impl<B: Backend> PartitionLog<B> {
     /// background writer (group commit). Synchronous: the batches are readable (up to LEO) as
     /// soon as this returns. Nothing is appended if any batch is invalid.
     ///
-    /// The bytes are patched in place when `records` is uniquely owned, otherwise copied once.
+    /// The bytes are patched in place when `records` is uniquely owned; otherwise only the
+    /// batch headers (and batches of at most 1 KiB) are copied, and the hot tail keeps the
+    /// records of larger batches in `records` itself.
     pub fn append(
         &self,
         records: Bytes,
@@ -438,7 +710,7 @@ impl<B: Backend> PartitionLog<B> {
         ts: TimestampMs,
     ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
         let base = Offset(header.base_offset());
-        let is_log_append_time = header.attributes() & crate::batch::ATTR_LOG_APPEND_TIME != 0;
+        let is_log_append_time = header.attributes() & ATTR_LOG_APPEND_TIME != 0;
         if is_log_append_time || header.compression() != Some(Compression::None) {
             let offset = base.max(step.log_start);
             return Ok(Some((offset, TimestampMs(header.max_timestamp()))));
@@ -690,7 +962,8 @@ pub(crate) struct TimestampStep {
 }
 
 enum BatchSource {
-    Memory(Bytes),
+    /// The batch's parts in the hot tail (see [`TailBytes`]).
+    Memory(Vec<Bytes>),
     File {
         file: SegmentFile,
         position: u64,
@@ -701,14 +974,30 @@ enum BatchSource {
 impl TimestampStep {
     fn length(&self) -> usize {
         match &self.source {
-            BatchSource::Memory(bytes) => bytes.len(),
+            BatchSource::Memory(parts) => parts.iter().map(Bytes::len).sum(),
             BatchSource::File { length, .. } => *length as usize,
         }
     }
 
+    /// The first `len` bytes of the batch (fewer if it is shorter), contiguous: a slice when
+    /// one part holds them (a header always is), otherwise a copy (a whole batch scanned for
+    /// a timestamp lookup, off the produce and fetch paths).
     async fn load(&self, len: usize) -> Result<Bytes, LogError> {
         match &self.source {
-            BatchSource::Memory(bytes) => Ok(bytes.slice(..len.min(bytes.len()))),
+            BatchSource::Memory(parts) => {
+                let len = len.min(self.length());
+                match parts.first() {
+                    Some(first) if first.len() >= len => Ok(first.slice(..len)),
+                    _ => {
+                        let mut joined = BytesMut::with_capacity(len);
+                        for part in parts {
+                            let take = (len - joined.len()).min(part.len());
+                            joined.extend_from_slice(&part[..take]);
+                        }
+                        Ok(joined.freeze())
+                    }
+                }
+            }
             BatchSource::File {
                 file,
                 position,
@@ -805,21 +1094,32 @@ impl State {
 
         let log_append_time =
             (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        // One copy on the produce path when the request buffer is shared: the header fields
-        // must be patched and `Bytes` are immutable.
-        let mut buffer = match records.try_into_mut() {
-            Ok(unique) => unique,
-            Err(shared) => BytesMut::from(&shared[..]),
+        // Header fields must be patched and `Bytes` are immutable: a uniquely owned buffer is
+        // patched in place; a shared one (the usual case: the request's other fields are
+        // slices of the same frame) keeps its records where they are and only the headers
+        // are copied and patched (the writer's copy into aligned memory is then the only
+        // copy of the records on the produce path).
+        let (bytes, end_offset) = match records.try_into_mut() {
+            Ok(mut unique) => {
+                let end_offset = assign_offsets(
+                    &mut unique,
+                    &summaries,
+                    base_offset,
+                    leader_epoch,
+                    log_append_time,
+                )
+                .ok_or(AppendError::OffsetOverflow)?;
+                (TailBytes::from(unique.freeze()), end_offset)
+            }
+            Err(shared) => patch_shared(
+                &shared,
+                &summaries,
+                base_offset,
+                leader_epoch,
+                log_append_time,
+            )
+            .ok_or(AppendError::OffsetOverflow)?,
         };
-        let end_offset = assign_offsets(
-            &mut buffer,
-            &summaries,
-            base_offset,
-            leader_epoch,
-            log_append_time,
-        )
-        .ok_or(AppendError::OffsetOverflow)?;
-        let bytes = buffer.freeze();
 
         let index_interval_bytes = self.config.index_interval_bytes;
         let segment = self.active_mut();
@@ -848,6 +1148,10 @@ impl State {
         let segment_id = segment.id;
 
         self.epochs.assign(leader_epoch, base_offset);
+        if bytes.borrows() {
+            self.tail_borrowed
+                .push_back((Instant::now(), segment_id, start_position));
+        }
         self.tail.push_back(TailEntry {
             segment_id,
             position: start_position,
@@ -911,6 +1215,37 @@ impl State {
         tracing::debug!(dir = %self.dir.display(), base_offset = %base, "rolled segment");
         self.segments.push_back(segment);
         true
+    }
+
+    /// Copies the bytes of hot-tail entries that have borrowed request buffers for
+    /// [`TAIL_BORROW_MS_MAX`] into buffers of their own, releasing the request buffers.
+    /// Returns when the next entry is due.
+    pub(crate) fn release_borrowed_tail(&mut self, now: Instant) -> Option<Instant> {
+        let hold = std::time::Duration::from_millis(TAIL_BORROW_MS_MAX);
+        while let Some(&(appended_at, segment_id, position)) = self.tail_borrowed.front() {
+            let key = (segment_id, position);
+            let stale = self
+                .tail
+                .front()
+                .map(|front| key < (front.segment_id, front.position))
+                .unwrap_or(true);
+            if !stale && now < appended_at + hold {
+                return Some(appended_at + hold);
+            }
+            self.tail_borrowed.pop_front();
+            if stale {
+                continue;
+            }
+            let index = self
+                .tail
+                .partition_point(|entry| (entry.segment_id, entry.position) < key);
+            if let Some(entry) = self.tail.get_mut(index) {
+                if (entry.segment_id, entry.position) == key && entry.bytes.borrows() {
+                    entry.bytes = entry.bytes.copied();
+                }
+            }
+        }
+        None
     }
 
     /// Drops written entries from the front of the hot tail while it is over budget.
@@ -1055,9 +1390,12 @@ impl State {
                 }
                 let slice_start = memory_start.max(entry.position) - entry.position;
                 let slice_end = end.min(entry.end()) - entry.position;
-                chunks.push(Chunk::Memory(
-                    entry.bytes.slice(slice_start as usize..slice_end as usize),
-                ));
+                chunks.extend(
+                    entry
+                        .bytes
+                        .slices(slice_start as usize, slice_end as usize)
+                        .map(Chunk::Memory),
+                );
             }
         }
         Ok(())
@@ -1070,11 +1408,22 @@ impl State {
         let mut chunks = Vec::new();
         self.push_chunks(&mut chunks, segment_index, start, end)
             .ok()?;
-        let source = match chunks.into_iter().next()? {
-            Chunk::Memory(bytes) if bytes.len() as u64 == end - start => BatchSource::Memory(bytes),
-            Chunk::Memory(_) => return None,
+        let source = match chunks.first()? {
+            Chunk::Memory(_) => {
+                let mut parts = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    match chunk {
+                        Chunk::Memory(bytes) => parts.push(bytes),
+                        Chunk::File { .. } => return None,
+                    }
+                }
+                if parts.iter().map(Bytes::len).sum::<usize>() as u64 != end - start {
+                    return None;
+                }
+                BatchSource::Memory(parts)
+            }
             Chunk::File { file, .. } => BatchSource::File {
-                file,
+                file: file.clone(),
                 position: start,
                 length: end - start,
             },

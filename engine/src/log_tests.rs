@@ -751,3 +751,281 @@ fn sequential_disk_reads_read_ahead_and_truncation_drops_it() {
         log.close().await.unwrap();
     });
 }
+
+/// Three batches (large, small, large) with records at distinct timestamps, framed like a
+/// produce request: other bytes before and after, as the request's other fields would be.
+fn shared_request_frame() -> (Bytes, std::ops::Range<usize>) {
+    let large = |base: i64| {
+        let value = vec![7u8; 3_000];
+        BatchBuilder::new(TimestampMs(base))
+            .record_at(TimestampMs(base), None, Some(&value))
+            .record_at(TimestampMs(base + 10), Some(b"k"), Some(&value))
+            .record_at(TimestampMs(base + 20), None, Some(b"last"))
+            .build()
+    };
+    let small = BatchBuilder::new(TimestampMs(2_000))
+        .record_at(TimestampMs(2_000), None, Some(b"small"))
+        .build();
+    let batches = [large(1_000), small, large(3_000)];
+    assert!(batches[0].len() > super::INLINE_BATCH_BYTES_MAX);
+    assert!(batches[1].len() <= super::INLINE_BATCH_BYTES_MAX);
+    let mut frame = vec![0xAB; 100];
+    let start = frame.len();
+    for batch in &batches {
+        frame.extend_from_slice(batch);
+    }
+    let end = frame.len();
+    frame.extend_from_slice(&[0xCD; 50]);
+    (Bytes::from(frame), start..end)
+}
+
+async fn read_chunks(log: &PartitionLog, from: Offset) -> (Vec<Chunk>, Vec<u8>) {
+    let result = log.read(from, usize::MAX, log.log_end_offset()).unwrap();
+    let mut out = Vec::new();
+    for chunk in &result.chunks {
+        out.extend_from_slice(&chunk.load().await.unwrap());
+    }
+    assert_eq!(out.len(), result.total_bytes);
+    let contiguous = result.load_contiguous().await.unwrap();
+    let joined: Vec<u8> = contiguous.iter().flat_map(|b| b.iter().copied()).collect();
+    assert_eq!(joined, out);
+    for buffer in &contiguous {
+        validate_batches(buffer).expect("each contiguous buffer holds whole valid batches");
+    }
+    (result.chunks, out)
+}
+
+/// An append from a shared request buffer keeps the records of large batches in that buffer
+/// (no copy), and what is read back (hot tail, disk after eviction, disk after reopen) is the
+/// batch patched exactly as an in-place patch would have done, CRC included under
+/// LogAppendTime.
+#[test]
+fn shared_request_buffer_is_stored_patched_without_copying_records() {
+    for timestamp_type in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        run_local(move || async move {
+            let config = LogConfig {
+                message_timestamp_type: timestamp_type,
+                ..LogConfig::default()
+            };
+            let log = open(&dir, config.clone()).await;
+            // Something before, so that offsets and positions are not zero.
+            // Earlier than every timestamp looked up below, also as an append time.
+            let early = TimestampMs(500);
+            log.append(make_batch(2, 100, early), LeaderEpoch(1), early)
+                .unwrap();
+            let (frame, range) = shared_request_frame();
+            let records = frame.slice(range.clone());
+            let other_field = frame.slice(..range.start);
+
+            // The expected stored bytes: the in-place patch of a private copy.
+            let mut expected = records.to_vec();
+            let summaries = validate_batches(&expected).unwrap();
+            let log_append_time = (timestamp_type == TimestampType::LogAppendTime).then_some(NOW);
+            let end = crate::batch::assign_offsets(
+                &mut expected,
+                &summaries,
+                Offset(2),
+                LeaderEpoch(3),
+                log_append_time,
+            )
+            .unwrap();
+            assert_eq!(end, Offset(9));
+            if log_append_time.is_some() {
+                assert_ne!(&expected[17..21], &records[17..21], "the CRC changed");
+            }
+
+            let info = log.append(records.clone(), LeaderEpoch(3), NOW).unwrap();
+            assert_eq!((info.base_offset, info.last_offset), (Offset(2), Offset(8)));
+            // The request buffer itself is untouched.
+            assert_eq!(&frame[range.clone()], &records[..]);
+            assert_eq!(other_field.len(), 100);
+
+            // Hot tail: header and records of each large batch are separate chunks, the
+            // records still in the request buffer.
+            let (chunks, stored) = read_chunks(&log, Offset(2)).await;
+            assert_eq!(stored, expected);
+            assert!(chunks.iter().all(|chunk| matches!(chunk, Chunk::Memory(_))));
+            assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+            let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+            let in_frame = chunks
+                .iter()
+                .filter(|chunk| match chunk {
+                    Chunk::Memory(bytes) => frame_range.contains(&(bytes.as_ptr() as usize)),
+                    Chunk::File { .. } => false,
+                })
+                .count();
+            assert_eq!(in_frame, 2, "the two large batches' records are not copied");
+            let whole = validate_batches(&stored).unwrap();
+            assert_eq!(whole.len(), 3);
+            assert_eq!(
+                whole.iter().map(|s| s.base_offset).collect::<Vec<_>>(),
+                vec![2, 5, 6]
+            );
+            // Reads starting inside the log cut chunks at batch boundaries.
+            let (_, from_small) = read_chunks(&log, Offset(5)).await;
+            assert_eq!(from_small, expected[whole[1].position..]);
+            let expected_lookup = match timestamp_type {
+                // Second record of the first large batch.
+                TimestampType::CreateTime => Some((Offset(3), TimestampMs(1_010))),
+                TimestampType::LogAppendTime => Some((Offset(2), NOW)),
+            };
+            let target = match timestamp_type {
+                TimestampType::CreateTime => TimestampMs(1_005),
+                TimestampType::LogAppendTime => TimestampMs(NOW.0 - 1),
+            };
+            assert_eq!(
+                log.offset_for_timestamp(target).await.unwrap(),
+                expected_lookup
+            );
+
+            // Written and evicted: the same bytes from the segment file.
+            log.flush().await.unwrap();
+            log.update_config(LogConfig {
+                hot_tail_bytes: 0,
+                ..config.clone()
+            });
+            assert_eq!(log.hot_tail_bytes(), 0);
+            let (chunks, on_disk) = read_chunks(&log, Offset(2)).await;
+            assert!(chunks
+                .iter()
+                .all(|chunk| matches!(chunk, Chunk::File { .. })));
+            assert_eq!(on_disk, expected);
+            assert_eq!(
+                log.offset_for_timestamp(target).await.unwrap(),
+                expected_lookup
+            );
+            log.close().await.unwrap();
+            drop(frame);
+
+            let (log, report) = PartitionLog::open(DirectBackend, &dir, config)
+                .await
+                .unwrap();
+            assert!(report.is_clean(), "{report:?}");
+            assert_eq!(read_chunks(&log, Offset(2)).await.1, expected);
+            log.close().await.unwrap();
+        });
+    }
+}
+
+/// Many appends of shared buffers with large batches interleaved with small ones, written
+/// through the aligned write buffers in small pieces and read back across entry and part
+/// boundaries at every batch.
+#[test]
+fn shared_appends_read_back_at_every_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        let config = LogConfig {
+            write_coalesce_bytes: 4_096,
+            hot_tail_bytes: 30_000,
+            segment_bytes: 60_000,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config.clone()).await;
+        let mut expected = Vec::new();
+        let mut starts = Vec::new();
+        let mut next = 0i64;
+        for round in 0..40usize {
+            let mut frame = vec![1u8; 10];
+            let mut batch_count = 0;
+            for value in [round * 97 % 3_000, 5, 1_500 + round] {
+                frame.extend_from_slice(&make_batch(2, value, NOW));
+                batch_count += 1;
+            }
+            let frame = Bytes::from(frame);
+            let records = frame.slice(10..);
+            let mut patched = records.to_vec();
+            let summaries = validate_batches(&patched).unwrap();
+            crate::batch::assign_offsets(
+                &mut patched,
+                &summaries,
+                Offset(next),
+                LeaderEpoch(1),
+                None,
+            )
+            .unwrap();
+            for (index, summary) in summaries.iter().enumerate() {
+                starts.push((next + 2 * index as i64, expected.len() + summary.position));
+            }
+            log.append(records, LeaderEpoch(1), NOW).unwrap();
+            expected.extend_from_slice(&patched);
+            next += 2 * batch_count as i64;
+            if round % 7 == 3 {
+                log.flush().await.unwrap();
+            }
+            // `frame` (and its other slice) dropped here; the log keeps what it needs.
+        }
+        for (offset, position) in &starts {
+            let (_, bytes) = read_chunks(&log, Offset(*offset)).await;
+            assert_eq!(bytes, expected[*position..], "from offset {offset}");
+        }
+        log.close().await.unwrap();
+        let (log, report) = PartitionLog::open(DirectBackend, &dir, config)
+            .await
+            .unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(read_chunks(&log, Offset(0)).await.1, expected);
+        log.close().await.unwrap();
+    });
+}
+
+/// `TailBytes` slices, copies and truncates across part boundaries like one buffer.
+#[test]
+fn tail_bytes_behave_like_one_buffer() {
+    let whole: Vec<u8> = (0..200u8).collect();
+    let mut tail = super::TailBytes::default();
+    let mut at = 0;
+    for len in [1, 60, 0, 39, 100] {
+        tail.push(Bytes::copy_from_slice(&whole[at..at + len]));
+        at += len;
+    }
+    assert_eq!(tail.len(), 200);
+    assert_eq!(tail.part_count(), 4);
+    for from in 0..=200 {
+        for to in from..=200 {
+            let joined: Vec<u8> = tail.slices(from, to).flat_map(|b| b.to_vec()).collect();
+            assert_eq!(joined, whole[from..to], "{from}..{to}");
+            assert!(tail.slices(from, to).all(|b| !b.is_empty()));
+            let mut target = vec![0u8; to - from];
+            assert!(tail.copy_to(from, &mut target));
+            assert_eq!(target, whole[from..to]);
+        }
+    }
+    assert!(!tail.copy_to(150, &mut [0u8; 51]));
+    for len in [200, 199, 100, 61, 60, 1, 0] {
+        let mut cut = tail.clone();
+        cut.truncate(len);
+        assert_eq!(cut.len(), len);
+        let joined: Vec<u8> = cut.slices(0, usize::MAX).flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, whole[..len]);
+    }
+}
+
+/// An entry that still borrows a request buffer after `TAIL_BORROW_MS_MAX` gets bytes of its
+/// own (written or not), so a quiet partition does not pin a whole request's memory.
+#[test]
+fn borrowed_request_buffers_are_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        let log = open(&dir, LogConfig::default()).await;
+        let (frame, range) = shared_request_frame();
+        let records = frame.slice(range.clone());
+        log.append(records.clone(), LeaderEpoch(0), NOW).unwrap();
+        let (_, before) = read_chunks(&log, Offset(0)).await;
+        drop(records);
+        assert!(!frame.is_unique(), "the tail borrows the request buffer");
+        let later = std::time::Instant::now()
+            + std::time::Duration::from_millis(super::TAIL_BORROW_MS_MAX + 1);
+        let next = log.shared.state.borrow_mut().release_borrowed_tail(later);
+        assert_eq!(next, None);
+        assert!(frame.is_unique(), "the tail released the request buffer");
+        let (chunks, after) = read_chunks(&log, Offset(0)).await;
+        assert_eq!(after, before);
+        assert_eq!(chunks.len(), 1);
+        log.flush().await.unwrap();
+        log.close().await.unwrap();
+    });
+}

@@ -569,7 +569,14 @@ fn copy_from_tail(
         }
         let from = (cursor - entry.position) as usize;
         let count = (entry.bytes.len() - from).min(target.len() - copied);
-        target[copied..copied + count].copy_from_slice(&entry.bytes[from..from + count]);
+        // The only copy of the records on the produce path: from the entry's parts (patched
+        // headers, the producer's request buffers) into the aligned write buffer.
+        if !entry
+            .bytes
+            .copy_to(from, &mut target[copied..copied + count])
+        {
+            return false;
+        }
         copied += count;
         cursor += count as u64;
         index += 1;
@@ -662,7 +669,7 @@ impl State {
             if Instant::now() >= due {
                 self.writer.flush_requested = self.writer.flush_requested.max(log_end_offset);
             } else {
-                *deadline = Some(due);
+                *deadline = Some(deadline.map_or(due, |earlier| earlier.min(due)));
             }
         }
     }
@@ -673,6 +680,12 @@ impl State {
             self.writer.exited = true;
             return Step::Exit;
         }
+        // Every step, busy or not, so the queue of borrowing entries stays short.
+        let borrow_deadline = if self.tail_borrowed.is_empty() {
+            None
+        } else {
+            self.release_borrowed_tail(Instant::now())
+        };
         if in_flight > 0 {
             // Only another write may join the writes in flight, and only when it starts on a
             // fresh page (the last write ended page-aligned) and carries a large chunk.
@@ -690,7 +703,7 @@ impl State {
                 dir: self.dir.clone(),
             });
         }
-        let mut deadline = None;
+        let mut deadline = borrow_deadline;
         self.apply_flush_policy(&mut deadline);
         let generation = self.writer.generation;
         let Some(index) = self.first_unsealed() else {

@@ -272,11 +272,12 @@ impl Shard {
             if result.chunks.is_empty() {
                 break;
             }
-            for chunk in &result.chunks {
-                let bytes = chunk
-                    .load()
-                    .await
-                    .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
+            // Whole batches per buffer (hot-tail chunks may split a batch).
+            let buffers = result
+                .load_contiguous()
+                .await
+                .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
+            for bytes in buffers {
                 let mut position = 0usize;
                 while position < bytes.len() {
                     let Ok(summary) =

@@ -11,10 +11,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
@@ -39,6 +40,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// length prefix claims, so a client announcing a 100 MiB frame and sending nothing costs
 /// at most this much.
 const READ_CHUNK_MAX_BYTES: usize = 1024 * 1024;
+/// Largest read while waiting for data on an empty socket (that read's buffer is zeroed).
+const READ_WAIT_BYTES: usize = 16 * 1024;
 
 /// A response slot in the ordered queue.
 struct Pending {
@@ -136,6 +139,10 @@ async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) ->
     let shard = &state.shard;
     let max_frame = usize::try_from(shard.config.socket_request_max_bytes).unwrap_or(usize::MAX);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // True when the last read got less than it asked for: the socket is probably empty, so
+    // the next read waits through glommio rather than trying a `recv` that would fail.
+    let mut drained = true;
+    let fd = state.stream.borrow().as_raw_fd();
     loop {
         // Dispatch every complete frame already buffered.
         loop {
@@ -155,8 +162,25 @@ async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) ->
             return CloseReason::Shutdown;
         }
         let want = bytes_missing(&buf, max_frame).clamp(READ_CHUNK_BYTES, READ_CHUNK_MAX_BYTES);
+        if !drained {
+            // Data is likely waiting (the last read filled what it asked for): receive it
+            // straight into the buffer's spare capacity, without zeroing it first.
+            match recv_into_spare(fd, &mut buf, want) {
+                Some(Ok(0)) => return CloseReason::PeerClosed,
+                Some(Ok(n)) => {
+                    state.last_activity.set(Instant::now());
+                    drained = n < want;
+                    continue;
+                }
+                Some(Err(err)) => return CloseReason::Io(err),
+                None => {}
+            }
+        }
+        // The socket looks empty: wait for data through glommio, reading into a small zeroed
+        // window (a large one would be zeroed for nothing; more data, if any, then comes
+        // through `recv_into_spare`).
         let start = buf.len();
-        buf.resize(start + want, 0);
+        buf.resize(start + READ_WAIT_BYTES.min(want), 0);
         let read_result = {
             let reading = async {
                 let target = buf.get_mut(start..).unwrap_or_default();
@@ -187,6 +211,7 @@ async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) ->
             }
             ReadEvent::Data(Ok(n)) => {
                 state.last_activity.set(Instant::now());
+                drained = start + n < buf.len();
                 buf.truncate(start + n);
             }
             ReadEvent::Data(Err(err)) => return CloseReason::Io(err),
@@ -196,6 +221,39 @@ async fn read_loop(state: &Rc<ConnectionState>, queue: &LocalSender<Pending>) ->
                 buf.truncate(start);
                 return CloseReason::Idle;
             }
+        }
+    }
+}
+
+/// One non-blocking `recv` of at most `max_bytes` from socket `fd` into the spare capacity of
+/// `buf` (reserved first), which grows by what arrived. None if no data is waiting. Unlike a
+/// read into a slice, the memory is not zeroed before the kernel overwrites it.
+fn recv_into_spare(
+    fd: RawFd,
+    buf: &mut BytesMut,
+    max_bytes: usize,
+) -> Option<std::io::Result<usize>> {
+    buf.reserve(max_bytes);
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max_bytes);
+    let target = spare.as_mut_ptr().cast::<libc::c_void>();
+    loop {
+        // SAFETY: `target` points to `len` bytes of `buf`'s spare capacity, writable and not
+        // referenced by anything else while `buf` is borrowed mutably here; the kernel writes
+        // at most `len` bytes there and Rust never reads them before `advance_mut` below.
+        // MSG_DONTWAIT keeps the blocking fd (RUNTIME-NOTES pitfall 2) from blocking.
+        let received = unsafe { libc::recv(fd, target, len, libc::MSG_DONTWAIT) };
+        if let Ok(received) = usize::try_from(received) {
+            // SAFETY: the kernel initialised the first `received` (<= `len`) bytes of the
+            // spare capacity.
+            unsafe { buf.advance_mut(received) };
+            return Some(Ok(received));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return None,
+            _ => return Some(Err(err)),
         }
     }
 }
@@ -458,4 +516,46 @@ async fn write_response(
     result.map_err(|err| {
         debug!(conn = state.id, peer = ?state.peer, error = %err, "write failed");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn recv_into_spare_appends_what_arrived_and_reports_empty_and_eof() {
+        let (mut peer, local) = UnixStream::pair().unwrap();
+        let fd = local.as_raw_fd();
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        assert!(
+            recv_into_spare(fd, &mut buf, 1024).is_none(),
+            "nothing waiting"
+        );
+        assert_eq!(&buf[..], b"kept");
+
+        let sent: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        peer.write_all(&sent).unwrap();
+        // At most `max_bytes` per call, appended after what was there.
+        assert_eq!(
+            recv_into_spare(fd, &mut buf, 3_000).unwrap().unwrap(),
+            3_000
+        );
+        assert_eq!(buf.len(), 4 + 3_000);
+        let mut received = 3_000;
+        while received < sent.len() {
+            received += recv_into_spare(fd, &mut buf, 64 * 1024).unwrap().unwrap();
+        }
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(&buf[4..], &sent[..]);
+        assert!(recv_into_spare(fd, &mut buf, 1024).is_none());
+
+        drop(peer);
+        assert_eq!(recv_into_spare(fd, &mut buf, 1024).unwrap().unwrap(), 0);
+        assert_eq!(buf.len(), 4 + sent.len());
+    }
 }

@@ -138,14 +138,15 @@ async fn replay(
             return batches;
         }
         let before = next;
-        for chunk in &result.chunks {
-            let bytes = match chunk.load().await {
-                Ok(bytes) => bytes,
-                Err(err) => {
-                    warn!(offset = next.0, error = %err, "producer state rebuild: load failed");
-                    return batches;
-                }
-            };
+        // Whole batches per buffer (hot-tail chunks may split a batch).
+        let buffers = match result.load_contiguous().await {
+            Ok(buffers) => buffers,
+            Err(err) => {
+                warn!(offset = next.0, error = %err, "producer state rebuild: load failed");
+                return batches;
+            }
+        };
+        for bytes in buffers {
             let mut rest: &[u8] = &bytes;
             while let Some(header) = BatchHeader::parse(rest) {
                 let Some(total) = header.total_len().filter(|t| *t > 0) else {

@@ -150,10 +150,10 @@ async fn load_batch(log: &PartitionLog, offset: Offset) -> Result<Option<Bytes>,
     let Ok(result) = log.read(offset, 1, log.log_end_offset()) else {
         return Ok(None);
     };
-    let Some(chunk) = result.chunks.first() else {
+    // Whole batches per buffer (hot-tail chunks may split a batch).
+    let Some(bytes) = result.load_contiguous().await?.into_iter().next() else {
         return Ok(None);
     };
-    let bytes = chunk.load().await?;
     let Some(total) = BatchHeader::parse(&bytes).and_then(BatchHeader::total_len) else {
         return Ok(None);
     };
