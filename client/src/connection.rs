@@ -16,18 +16,19 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use futures_lite::future;
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 use glommio::timer::Timer;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tracing::debug;
 
 use crate::error::{ClientError, KafkaCode};
+use crate::frame::{Frame, FrameBuilder, Splice};
 use crate::io;
 use crate::sync::{oneshot, Receiver, Sender};
 use crate::versions::VersionTable;
@@ -266,6 +267,38 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<PendingReply<R>, ClientError> {
+        self.send_spliced(request, version, &[]).await
+    }
+
+    /// Writes a request that the broker will not answer (Produce with acks=0).
+    pub async fn send_oneway<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        self.write_request(request, version, None, &[]).await
+    }
+
+    /// [`Connection::send`] for a Produce request whose record batches go to the socket
+    /// straight from their own buffers: each of `splices` names a `records` buffer of the
+    /// request and the pieces to send in its place (see [`crate::frame`]). Fails without
+    /// writing anything if one of them is not in the request.
+    pub async fn send_produce(
+        &self,
+        request: &ProduceRequest,
+        version: i16,
+        splices: &[Splice<'_>],
+    ) -> Result<PendingReply<ProduceRequest>, ClientError> {
+        self.send_spliced(request, version, splices).await
+    }
+
+    /// [`Connection::send`], with the buffers in `splice` referenced rather than copied.
+    async fn send_spliced<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        splice: &[Splice<'_>],
+    ) -> Result<PendingReply<R>, ClientError> {
         let inner = &self.inner;
         let slot = inner
             .in_flight
@@ -273,7 +306,8 @@ impl Connection {
             .await
             .map_err(|error| ClientError::Runtime(error.into()))?;
         let (reply, receiver) = oneshot();
-        self.write_request(request, version, Some(reply)).await?;
+        self.write_request(request, version, Some(reply), splice)
+            .await?;
         Ok(PendingReply {
             receiver,
             _slot: slot,
@@ -284,13 +318,15 @@ impl Connection {
         })
     }
 
-    /// Writes a request that the broker will not answer (Produce with acks=0).
-    pub async fn send_oneway<R: Request>(
+    /// [`Connection::send_oneway`] for a Produce request with acks=0, batches placed as in
+    /// [`Connection::send_produce`].
+    pub async fn send_produce_oneway(
         &self,
-        request: &R,
+        request: &ProduceRequest,
         version: i16,
+        splices: &[Splice<'_>],
     ) -> Result<(), ClientError> {
-        self.write_request(request, version, None).await
+        self.write_request(request, version, None, splices).await
     }
 
     /// Closes the socket; pending requests fail with `ConnectionClosed`.
@@ -303,6 +339,7 @@ impl Connection {
         request: &R,
         version: i16,
         reply: Option<Sender<Result<Bytes, ClientError>>>,
+        splice: &[Splice<'_>],
     ) -> Result<(), ClientError> {
         let inner = &self.inner;
         let api = api_key::<R>();
@@ -315,7 +352,14 @@ impl Connection {
         inner
             .next_correlation_id
             .set(correlation_id.checked_add(1).unwrap_or(1));
-        let frame = encode_frame(api, version, correlation_id, &inner.client_id, request)?;
+        let frame = encode_frame_spliced(
+            api,
+            version,
+            correlation_id,
+            &inner.client_id,
+            request,
+            splice,
+        )?;
         let _write = inner
             .write_lock
             .acquire_permit(1)
@@ -335,7 +379,11 @@ impl Connection {
                 reply,
             });
         }
-        if let Err(source) = io::write_all(&inner.stream, &frame).await {
+        let written = match frame.segments() {
+            [single] => io::write_all(&inner.stream, single.as_ref()).await,
+            segments => io::write_segments(&inner.stream, &inner.fd_closed, segments).await,
+        };
+        if let Err(source) = written {
             // A half-written frame leaves the stream unusable.
             self.close();
             return Err(ClientError::Io {
@@ -368,7 +416,7 @@ impl Connection {
     }
 }
 
-/// Length prefix + request header + body, encoded by kafka-protocol.
+/// Length prefix + request header + body, encoded by kafka-protocol, in one buffer.
 pub fn encode_frame<R: Encodable>(
     api: ApiKey,
     version: i16,
@@ -376,6 +424,21 @@ pub fn encode_frame<R: Encodable>(
     client_id: &StrBytes,
     request: &R,
 ) -> Result<Bytes, ClientError> {
+    encode_frame_spliced(api, version, correlation_id, client_id, request, &[])
+        .map(|frame| frame.to_bytes())
+}
+
+/// Length prefix + request header + body, encoded by kafka-protocol; each of `splice` (a
+/// buffer of the request, such as a record batch or its stand-in) is sent as its pieces,
+/// referenced by the frame rather than copied. Fails if one of them was not in the request.
+pub fn encode_frame_spliced<'a, R: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    request: &R,
+    splice: &'a [Splice<'a>],
+) -> Result<Frame<'a>, ClientError> {
     let header = RequestHeader::default()
         .with_request_api_key(api as i16)
         .with_request_api_version(version)
@@ -390,13 +453,19 @@ pub fn encode_frame<R: Encodable>(
         .ok_or(ClientError::InvalidConfig("request too large"))?;
     let size_prefix =
         i32::try_from(size).map_err(|_| ClientError::InvalidConfig("request too large"))?;
-    let mut buf = BytesMut::with_capacity(size + 4);
+    let spliced_bytes: usize = splice.iter().map(|splice| splice.stand_in.len()).sum();
+    let mut buf = FrameBuilder::new(splice, (size + 4).saturating_sub(spliced_bytes));
     buf.put_i32(size_prefix);
     header
         .encode(&mut buf, header_version)
         .map_err(encode_error)?;
     request.encode(&mut buf, version).map_err(encode_error)?;
-    Ok(buf.freeze())
+    buf.spliced()
+        .map_err(|missed| ClientError::encode(api, version, missed))?;
+    let frame = buf.finish();
+    // A frame whose length disagrees with its prefix would desynchronise the stream.
+    assert_eq!(frame.len_bytes(), size + 4, "request frame length");
+    Ok(frame)
 }
 
 /// Reads responses until the connection ends, then fails whatever is still pending.
@@ -510,6 +579,7 @@ fn dispatch(inner: &Inner, mut frame: Bytes) -> Result<(), ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::RecordsRope;
     use kafka_protocol::messages::MetadataRequest;
 
     #[test]
@@ -532,5 +602,102 @@ mod tests {
         assert_eq!(header.request_api_version, 12);
         let decoded = MetadataRequest::decode(&mut body, 12).expect("body");
         assert_eq!(decoded, request);
+    }
+
+    fn produce_request(batches: &[(&str, i32, Bytes)]) -> ProduceRequest {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::TopicName;
+        let mut topics: Vec<TopicProduceData> = Vec::new();
+        for (topic, partition, records) in batches {
+            let data = PartitionProduceData::default()
+                .with_index(*partition)
+                .with_records(Some(records.clone()));
+            match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
+                Some(existing) => existing.partition_data.push(data),
+                None => topics.push(
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string((*topic).to_owned())))
+                        .with_partition_data(vec![data]),
+                ),
+            }
+        }
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(topics)
+    }
+
+    #[test]
+    fn produce_frames_reference_batches_and_equal_the_plain_encoding() {
+        let batch = |fill: u8, len: usize| Bytes::from(vec![fill; len]);
+        let shapes: Vec<Vec<(&str, i32, Bytes)>> = vec![
+            vec![],
+            vec![("t", 0, batch(1, 100))],
+            vec![("t", 0, batch(1, 5000))],
+            vec![
+                ("t", 0, batch(1, 5000)),
+                ("t", 1, batch(2, 10)),
+                ("u", 0, batch(3, 70_000)),
+                ("t", 2, batch(4, 1024)),
+            ],
+        ];
+        for shape in &shapes {
+            let request = produce_request(shape);
+            let registered: Vec<Bytes> = shape
+                .iter()
+                .filter(|(_, _, batch)| batch.len() >= 1024)
+                .map(|(_, _, batch)| batch.clone())
+                .collect();
+            let ropes: Vec<RecordsRope> = registered
+                .iter()
+                .cloned()
+                .map(RecordsRope::contiguous)
+                .collect();
+            let splices: Vec<Splice<'_>> = ropes
+                .iter()
+                .zip(&registered)
+                .map(|(rope, batch)| rope.splice(batch))
+                .collect();
+            for version in [3i16, 7, 8, 9, 11, 12] {
+                let client = StrBytes::from_static_str("c");
+                let spliced =
+                    encode_frame_spliced(ApiKey::Produce, version, 9, &client, &request, &splices)
+                        .expect("spliced");
+                // Every large batch is referenced, none copied.
+                let referenced = spliced
+                    .segments()
+                    .iter()
+                    .filter(|segment| {
+                        registered
+                            .iter()
+                            .any(|b| b.as_ptr() == segment.as_ref().as_ptr())
+                    })
+                    .count();
+                assert_eq!(referenced, registered.len(), "version {version}");
+                // The reference: kafka-protocol encoding into a plain BytesMut.
+                let header = RequestHeader::default()
+                    .with_request_api_key(ApiKey::Produce as i16)
+                    .with_request_api_version(version)
+                    .with_correlation_id(9)
+                    .with_client_id(Some(client.clone()));
+                let header_version = ApiKey::Produce.request_header_version(version);
+                let mut plain = bytes::BytesMut::new();
+                plain.put_i32(0);
+                header.encode(&mut plain, header_version).expect("header");
+                request.encode(&mut plain, version).expect("request");
+                let length = (plain.len() - 4) as i32;
+                plain[..4].copy_from_slice(&length.to_be_bytes());
+                let plain = plain.freeze();
+                assert_eq!(spliced.to_bytes(), plain, "version {version}");
+                let contiguous = encode_frame(ApiKey::Produce, version, 9, &client, &request)
+                    .expect("contiguous");
+                assert_eq!(contiguous, plain, "version {version}");
+                let mut body = plain.slice(4..);
+                kafka_protocol::protocol::decode_request_header_from_buffer(&mut body)
+                    .expect("header");
+                let decoded = ProduceRequest::decode(&mut body, version).expect("body");
+                assert_eq!(decoded, request, "version {version}");
+            }
+        }
     }
 }

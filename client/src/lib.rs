@@ -9,9 +9,11 @@
 //! - `versions`: the API versions the client speaks and the per-connection choice.
 //! - `connection`: [`Connection`], one pipelined TCP connection (correlation ids, bounded
 //!   in-flight requests, ApiVersions negotiation).
+//! - `frame`: request frames that reference record batches instead of copying them.
 //! - `cluster`: [`Client`], bootstrap + metadata cache + connections per broker.
 //! - `partitioner`: Kafka's murmur2 key partitioner.
 //! - `producer`: [`Producer`], batching, acks, compression, delivery results.
+//! - `batch`: the producer's record batches, encoded with values referenced, not copied.
 //! - `consumer`: [`Consumer`], assigned partitions, long-poll Fetch, batch decoding.
 //! - `admin`: [`Admin`], topics, partitions, configs, offsets.
 //! - `group`: [`Groups`] (find coordinator, list/describe/delete groups, fetch/commit
@@ -30,10 +32,12 @@
 //! ```
 
 pub mod admin;
+pub mod batch;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod frame;
 pub mod group;
 mod io;
 pub mod partitioner;

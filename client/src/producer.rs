@@ -3,13 +3,17 @@
 //!
 //! `send` appends the record to its partition's open batch and returns at once (it waits only
 //! when `buffer_memory_bytes` of records are unacknowledged). A batch that would grow past
-//! `batch_size_bytes` is closed and queued behind the partition's earlier batches. A drain task
-//! takes closed batches and open ones older than `linger_ms`, encodes them with kafka-protocol's
-//! `RecordBatchEncoder` (compressing there), groups them per leader into Produce requests of at
-//! most `max_request_bytes` with at most one batch per partition (as Kafka's producer does),
-//! and writes them on the leader's connection; the connection's in-flight limit paces it, and
-//! requests on one connection are answered in order, so a partition's batches stay in order.
-//! Each answer completes the records of its batches.
+//! `batch_size_bytes` (or reaches it) is closed and queued behind the partition's earlier
+//! batches. A drain task takes closed batches and open ones older than `linger_ms`; it visits
+//! only partitions listed as having closed batches and open batches whose linger deadline
+//! passed (a queue in deadline order), so its work follows what is ready, not the partition
+//! count. It encodes each batch (`batch`: by hand with values referenced in place when
+//! uncompressed, by kafka-protocol's `RecordBatchEncoder` when compressed), groups them per
+//! leader into Produce requests of at most `max_request_bytes` with at most one batch per
+//! partition (as Kafka's producer does), and writes them on the leader's connection with the
+//! batches' bytes spliced into the frame, not copied (`frame`); the connection's in-flight
+//! limit paces it, and requests on one connection are answered in order, so a partition's
+//! batches stay in order. Each answer completes the records of its batches.
 //!
 //! Keyed records go to `murmur2(key) % partitions` (as Java and librdkafka); unkeyed records
 //! stick to one partition until its batch closes, then move on (Kafka's sticky partitioner).
@@ -20,6 +24,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::str::FromStr;
@@ -33,15 +38,14 @@ use glommio::timer::Timer;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
-};
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
 use tracing::{debug, warn};
 
+use crate::batch::{self, PendingRecord, RecordsRope, BATCH_HEADER_BYTES};
 use crate::cluster::{Client, TopicMetadata};
 use crate::connection::PendingReply;
 use crate::error::{ClientError, DeliveryError, KafkaCode, KafkaError};
+use crate::frame::{Splice, SPLICE_MIN_BYTES};
 use crate::partitioner::partition_for_key;
 use crate::sync::Notify;
 use crate::types::{NodeId, Offset, PartitionId};
@@ -49,8 +53,8 @@ use crate::types::{NodeId, Offset, PartitionId};
 /// Per-record bytes added to key + value + headers when estimating batch sizes (varint
 /// lengths, offset and timestamp deltas, attributes).
 const RECORD_OVERHEAD_BYTES: usize = 21;
-/// Fixed bytes of a record batch header.
-const BATCH_HEADER_BYTES: usize = 61;
+/// Most records an open batch reserves room for up front.
+const MAX_RECORDS_RESERVED: usize = 4096;
 
 /// How many replicas must have a record before the broker answers (Kafka's `acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +115,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn codec(self) -> kafka_protocol::records::Compression {
+    pub(crate) fn codec(self) -> kafka_protocol::records::Compression {
         use kafka_protocol::records::Compression as Codec;
         match self {
             Compression::None => Codec::None,
@@ -349,17 +353,31 @@ impl Future for DeliveryFuture {
 
 /// A batch being filled.
 struct OpenBatch {
-    records: Vec<Record>,
+    records: Vec<PendingRecord>,
+    min_timestamp_ms: i64,
+    max_timestamp_ms: i64,
     estimated_bytes: usize,
-    opened_at: Instant,
+    /// Tells this batch apart from later ones of the partition (see [`Lingering`]).
+    serial: u64,
     outcome: Rc<BatchOutcome>,
+}
+
+/// An open batch's linger deadline. Entries are queued as batches open, so (`linger_ms`
+/// being fixed) the queue is in deadline order; an entry whose batch closed early (it
+/// filled up) is stale and skipped. At most one entry per batch opened in the last
+/// `linger_ms` (and per open batch while a flush is pending).
+struct Lingering {
+    deadline: Instant,
+    topic: Rc<str>,
+    partition_index: usize,
+    serial: u64,
 }
 
 /// A closed, encoded batch on its way (or back for a retry).
 struct ReadyBatch {
     topic: Rc<str>,
     partition: PartitionId,
-    encoded: Bytes,
+    encoded: RecordsRope,
     record_count: u64,
     /// Buffer memory held until the batch completes.
     held_bytes: usize,
@@ -372,6 +390,20 @@ struct ReadyBatch {
 struct PartitionQueue {
     closed: VecDeque<OpenBatch>,
     open: Option<OpenBatch>,
+    /// The partition is in `Inner::closed_partitions` (once at most).
+    listed_closed: bool,
+}
+
+impl PartitionQueue {
+    /// Closes the open batch: it goes out at the next drain, behind the earlier closed ones.
+    /// Returns whether the partition must be listed in `Inner::closed_partitions`.
+    fn close_open(&mut self) -> bool {
+        let Some(open) = self.open.take() else {
+            return false;
+        };
+        self.closed.push_back(open);
+        !std::mem::replace(&mut self.listed_closed, true)
+    }
 }
 
 struct TopicState {
@@ -384,9 +416,15 @@ struct TopicState {
 struct Inner {
     client: Client,
     config: ProducerConfig,
-    topics: RefCell<HashMap<Rc<str>, TopicState>>,
+    topics: RefCell<TopicMap<TopicState>>,
     /// Batches to send again after a retriable failure.
     retries: RefCell<Vec<ReadyBatch>>,
+    /// Partitions with closed batches, so a drain visits only those (each listed once;
+    /// bounded by the number of partitions).
+    closed_partitions: RefCell<VecDeque<(Rc<str>, usize)>>,
+    /// Open batches by linger deadline, earliest first.
+    lingering: RefCell<VecDeque<Lingering>>,
+    next_batch_serial: Cell<u64>,
     /// Wakes the drain task: a batch filled up, opened, or came back for a retry.
     wake_drain: Notify,
     /// Wakes `flush` waiters when a batch completes.
@@ -427,8 +465,11 @@ impl Producer {
             client,
             buffer: Semaphore::new(config.buffer_memory_bytes as u64),
             config,
-            topics: RefCell::new(HashMap::new()),
+            topics: RefCell::new(TopicMap::default()),
             retries: RefCell::new(Vec::new()),
+            closed_partitions: RefCell::new(VecDeque::new()),
+            lingering: RefCell::new(VecDeque::new()),
+            next_batch_serial: Cell::new(0),
             wake_drain: Notify::new(),
             completed: Notify::new(),
             outstanding_records: Cell::new(0),
@@ -485,122 +526,149 @@ impl Producer {
                 .await
                 .map_err(|error| ClientError::Runtime(error.into()))?;
         }
-        if !inner.topics.borrow().contains_key(topic) {
-            let metadata = match inner.client.topic(topic).await {
-                Ok(metadata) => metadata,
-                Err(error) => {
+        let record = match self.append(topic, record, record_bytes) {
+            Appended::Done(appended) => {
+                if appended.is_err() {
                     inner.buffer.signal(record_bytes as u64);
-                    return Err(error);
                 }
-            };
-            let name: Rc<str> = Rc::from(topic);
-            let partition_count = metadata.partitions.len();
-            inner
-                .topics
-                .borrow_mut()
-                .entry(Rc::clone(&name))
-                .or_insert_with(|| TopicState {
-                    name,
-                    sticky: sticky_start(partition_count),
-                    partitions: (0..partition_count)
-                        .map(|_| PartitionQueue::default())
-                        .collect(),
-                    metadata,
-                });
+                return appended;
+            }
+            Appended::UnknownTopic(record) => record,
+        };
+        let metadata = match inner.client.topic(topic).await {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                inner.buffer.signal(record_bytes as u64);
+                return Err(error);
+            }
+        };
+        let name: Rc<str> = Rc::from(topic);
+        let partition_count = metadata.partitions.len();
+        inner
+            .topics
+            .borrow_mut()
+            .entry(Rc::clone(&name))
+            .or_insert_with(|| TopicState {
+                name,
+                sticky: sticky_start(partition_count),
+                partitions: (0..partition_count)
+                    .map(|_| PartitionQueue::default())
+                    .collect(),
+                metadata,
+            });
+        match self.append(topic, record, record_bytes) {
+            Appended::Done(Ok(future)) => Ok(future),
+            Appended::Done(Err(error)) => {
+                inner.buffer.signal(record_bytes as u64);
+                Err(error)
+            }
+            Appended::UnknownTopic(_) => {
+                inner.buffer.signal(record_bytes as u64);
+                Err(ClientError::UnknownTopic {
+                    topic: topic.to_owned(),
+                })
+            }
         }
-        let appended = self.append(topic, record, record_bytes);
-        if appended.is_err() {
-            inner.buffer.signal(record_bytes as u64);
-        }
-        appended
     }
 
-    fn append(
-        &self,
-        topic: &str,
-        record: ProducerRecord,
-        record_bytes: usize,
-    ) -> Result<DeliveryFuture, ClientError> {
+    /// Adds `record` to its partition's open batch (the record comes back if the producer
+    /// does not know `topic` yet).
+    fn append(&self, topic: &str, record: ProducerRecord, record_bytes: usize) -> Appended {
         let inner = &self.inner;
         let mut topics = inner.topics.borrow_mut();
-        let state = topics
-            .get_mut(topic)
-            .ok_or_else(|| ClientError::UnknownTopic {
-                topic: topic.to_owned(),
-            })?;
+        let Some(state) = topics.get_mut(topic) else {
+            return Appended::UnknownTopic(record);
+        };
         let partition_count = state.partitions.len();
         let index = match (record.partition, &record.key) {
-            (Some(partition), _) => partition
-                .index()
-                .filter(|&index| index < partition_count)
-                .ok_or_else(|| ClientError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?,
-            (None, Some(key)) => partition_for_key(key, partition_count).ok_or_else(|| {
-                ClientError::UnknownTopic {
-                    topic: topic.to_owned(),
+            (Some(partition), _) => {
+                match partition.index().filter(|&index| index < partition_count) {
+                    Some(index) => index,
+                    None => {
+                        return Appended::Done(Err(ClientError::UnknownPartition {
+                            topic: topic.to_owned(),
+                            partition,
+                        }))
+                    }
                 }
-            })?,
+            }
+            (None, Some(key)) => match partition_for_key(key, partition_count) {
+                Some(index) => index,
+                None => {
+                    return Appended::Done(Err(ClientError::UnknownTopic {
+                        topic: topic.to_owned(),
+                    }))
+                }
+            },
             (None, None) => {
                 if partition_count == 0 {
-                    return Err(ClientError::UnknownTopic {
+                    return Appended::Done(Err(ClientError::UnknownTopic {
                         topic: topic.to_owned(),
-                    });
+                    }));
                 }
                 state.sticky % partition_count
             }
         };
+        // As before: filling the sticky partition's batch moves unkeyed records on.
+        let sticky = record.partition.is_none();
         let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
-        let queue = state
-            .partitions
-            .get_mut(index)
-            .ok_or(ClientError::InvalidConfig("partition index out of range"))?;
+        let Some(queue) = state.partitions.get_mut(index) else {
+            return Appended::Done(Err(ClientError::InvalidConfig(
+                "partition index out of range",
+            )));
+        };
         let full = queue.open.as_ref().is_some_and(|open| {
             !open.records.is_empty()
                 && open.estimated_bytes + record_bytes > inner.config.batch_size_bytes
         });
         if full {
-            if let Some(open) = queue.open.take() {
-                queue.closed.push_back(open);
-            }
-            if record.partition.is_none() && index == state.sticky % partition_count {
+            self.close_open_batch(&state.name, index, queue);
+            if sticky && index == state.sticky % partition_count {
                 state.sticky = state.sticky.wrapping_add(1);
             }
-            inner.wake_drain.notify_all();
         }
-        let batch = queue.open.get_or_insert_with(|| {
-            // A new batch: the drain task must learn its linger deadline.
-            inner.wake_drain.notify_all();
-            OpenBatch {
+        if queue.open.is_none() {
+            let serial = inner.next_batch_serial.get();
+            inner.next_batch_serial.set(serial.wrapping_add(1));
+            queue.open = Some(OpenBatch {
                 records: Vec::new(),
+                min_timestamp_ms: timestamp_ms,
+                max_timestamp_ms: timestamp_ms,
                 estimated_bytes: BATCH_HEADER_BYTES,
-                opened_at: Instant::now(),
+                serial,
                 outcome: BatchOutcome::new(),
+            });
+            let mut lingering = inner.lingering.borrow_mut();
+            if lingering.is_empty() {
+                // The drain task has no deadline to wait for: it must learn this one.
+                inner.wake_drain.notify_all();
             }
-        });
+            lingering.push_back(Lingering {
+                deadline: Instant::now() + Duration::from_millis(inner.config.linger_ms),
+                topic: Rc::clone(&state.name),
+                partition_index: index,
+                serial,
+            });
+        }
+        let Some(batch) = queue.open.as_mut() else {
+            return Appended::Done(Err(ClientError::InvalidConfig("no open batch")));
+        };
         let offset_delta = batch.records.len() as i64;
-        batch.records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: offset_delta,
-            // The encoder keeps records in one batch while `offset - sequence` is constant and
-            // derives the base sequence from the first record: -1, as for a producer without
-            // idempotence.
-            sequence: (offset_delta as i32).wrapping_sub(1),
-            timestamp: timestamp_ms,
+        if batch.records.is_empty() {
+            // Room for the records a full batch will hold, so the list does not grow by
+            // copying itself over and over.
+            let expected = inner.config.batch_size_bytes / record_bytes.max(1);
+            batch
+                .records
+                .reserve(expected.clamp(1, MAX_RECORDS_RESERVED));
+        }
+        batch.min_timestamp_ms = batch.min_timestamp_ms.min(timestamp_ms);
+        batch.max_timestamp_ms = batch.max_timestamp_ms.max(timestamp_ms);
+        batch.records.push(PendingRecord {
+            timestamp_ms,
             key: record.key,
             value: record.value,
-            headers: record
-                .headers
-                .into_iter()
-                .map(|(name, value)| (StrBytes::from_string(name), value))
-                .collect(),
+            headers: record.headers,
         });
         batch.estimated_bytes += record_bytes;
         let future = DeliveryFuture {
@@ -610,10 +678,28 @@ impl Producer {
             timestamp_ms,
             registered: false,
         };
+        if batch.estimated_bytes >= inner.config.batch_size_bytes {
+            // Full already: no need to wait for a record that does not fit.
+            self.close_open_batch(&state.name, index, queue);
+            if sticky && index == state.sticky % partition_count {
+                state.sticky = state.sticky.wrapping_add(1);
+            }
+        }
         inner
             .outstanding_records
             .set(inner.outstanding_records.get() + 1);
-        Ok(future)
+        Appended::Done(Ok(future))
+    }
+
+    /// Closes a partition's open batch and lists the partition for the drain task.
+    fn close_open_batch(&self, topic: &Rc<str>, index: usize, queue: &mut PartitionQueue) {
+        if queue.close_open() {
+            let mut closed = self.inner.closed_partitions.borrow_mut();
+            if closed.is_empty() {
+                self.inner.wake_drain.notify_all();
+            }
+            closed.push_back((Rc::clone(topic), index));
+        }
     }
 
     /// Sends everything buffered now and waits until every record sent before the call is
@@ -638,6 +724,48 @@ impl Producer {
         self.inner.closed.set(true);
         self.inner.wake_drain.notify_all();
     }
+}
+
+/// Topic names are hashed on every `send`; SipHash's resistance to chosen keys buys nothing
+/// for the few names an application produces to, so the map uses FxHash's multiply-rotate.
+#[derive(Debug, Default, Clone, Copy)]
+struct TopicHasher(u64);
+
+impl TopicHasher {
+    fn add(&mut self, word: u64) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for TopicHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(word);
+            self.add(u64::from_le_bytes(le));
+        }
+        for &byte in words.remainder() {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type TopicMap<V> = HashMap<Rc<str>, V, BuildHasherDefault<TopicHasher>>;
+
+/// What [`Producer::append`] did.
+enum Appended {
+    Done(Result<DeliveryFuture, ClientError>),
+    UnknownTopic(ProducerRecord),
 }
 
 /// Unkeyed records start on a partition that differs between producers.
@@ -684,31 +812,20 @@ async fn drain_loop(inner: Rc<Inner>) {
 }
 
 /// Takes every batch that is full, past its linger time, or flushed, plus retries; returns
-/// them and the earliest linger deadline of the batches left open.
+/// them and the earliest linger deadline of the batches left open. Visits only the partitions
+/// with closed batches and the open batches whose deadline passed (not every partition).
 fn collect_ready(inner: &Inner, now: Instant) -> (Vec<ReadyBatch>, Option<Instant>) {
     let mut ready: Vec<ReadyBatch> = inner.retries.borrow_mut().drain(..).collect();
-    let linger = Duration::from_millis(inner.config.linger_ms);
     let flushing = inner.flush_requests.get() > 0 || inner.closed.get();
-    let mut next_deadline: Option<Instant> = None;
     let mut topics = inner.topics.borrow_mut();
-    for state in topics.values_mut() {
-        let partition_count = state.partitions.len().max(1);
-        for (index, queue) in state.partitions.iter_mut().enumerate() {
-            let mut taken: Vec<OpenBatch> = queue.closed.drain(..).collect();
-            if let Some(open) = queue.open.as_ref() {
-                let deadline = open.opened_at + linger;
-                let due = flushing
-                    || open.estimated_bytes >= inner.config.batch_size_bytes
-                    || deadline <= now;
-                if due {
-                    taken.extend(queue.open.take());
-                    if index == state.sticky % partition_count {
-                        state.sticky = state.sticky.wrapping_add(1);
-                    }
-                } else {
-                    next_deadline = Some(next_deadline.map_or(deadline, |next| next.min(deadline)));
-                }
-            }
+    let closed: Vec<(Rc<str>, usize)> = inner.closed_partitions.borrow_mut().drain(..).collect();
+    for (topic, index) in closed {
+        let Some(state) = topics.get_mut(&*topic) else {
+            continue;
+        };
+        if let Some(queue) = state.partitions.get_mut(index) {
+            queue.listed_closed = false;
+            let taken: Vec<OpenBatch> = queue.closed.drain(..).collect();
             for batch in taken {
                 close_batch(
                     inner,
@@ -718,6 +835,47 @@ fn collect_ready(inner: &Inner, now: Instant) -> (Vec<ReadyBatch>, Option<Instan
                     &mut ready,
                 );
             }
+        }
+    }
+    let mut lingering = inner.lingering.borrow_mut();
+    let mut next_deadline = None;
+    while let Some(front) = lingering.front() {
+        if !flushing && front.deadline > now {
+            next_deadline = Some(front.deadline);
+            break;
+        }
+        let Some(entry) = lingering.pop_front() else {
+            break;
+        };
+        let Some(state) = topics.get_mut(&*entry.topic) else {
+            continue;
+        };
+        let partition_count = state.partitions.len().max(1);
+        let Some(queue) = state.partitions.get_mut(entry.partition_index) else {
+            continue;
+        };
+        if queue
+            .open
+            .as_ref()
+            .is_none_or(|open| open.serial != entry.serial)
+        {
+            // That batch filled up and was closed (and taken) already.
+            continue;
+        }
+        // The partition's closed batches go first, to keep its batches in order.
+        let mut taken: Vec<OpenBatch> = queue.closed.drain(..).collect();
+        taken.extend(queue.open.take());
+        if entry.partition_index == state.sticky % partition_count {
+            state.sticky = state.sticky.wrapping_add(1);
+        }
+        for batch in taken {
+            close_batch(
+                inner,
+                &state.name,
+                PartitionId(entry.partition_index as i32),
+                batch,
+                &mut ready,
+            );
         }
     }
     (ready, next_deadline)
@@ -733,7 +891,12 @@ fn close_batch(
 ) {
     let record_count = batch.records.len() as u64;
     let held_bytes = batch.estimated_bytes - BATCH_HEADER_BYTES;
-    match encode_batch(&batch.records, inner.config.compression) {
+    match batch::encode(
+        &batch.records,
+        inner.config.compression,
+        batch.min_timestamp_ms,
+        batch.max_timestamp_ms,
+    ) {
         Ok(encoded) => ready.push(ReadyBatch {
             topic: Rc::clone(topic),
             partition,
@@ -832,11 +995,11 @@ async fn dispatch(inner: &Rc<Inner>, ready: Vec<ReadyBatch>) {
                         later.partition == batch.partition && later.topic == batch.topic
                     });
                 let too_big = !request_batches.is_empty()
-                    && request_bytes + batch.encoded.len() > inner.config.max_request_bytes;
+                    && request_bytes + batch.encoded.len_bytes() > inner.config.max_request_bytes;
                 if same_partition || too_big {
                     deferred.push_back(batch);
                 } else {
-                    request_bytes += batch.encoded.len();
+                    request_bytes += batch.encoded.len_bytes();
                     request_batches.push(batch);
                 }
             }
@@ -846,12 +1009,18 @@ async fn dispatch(inner: &Rc<Inner>, ready: Vec<ReadyBatch>) {
     }
 }
 
-fn produce_request(config: &ProducerConfig, batches: &[ReadyBatch]) -> ProduceRequest {
+/// The Produce request for `batches`, holding `records[i]` for `batches[i]`. Batches of one
+/// topic must be next to each other, so the request encodes them in the same order.
+fn produce_request(
+    config: &ProducerConfig,
+    batches: &[ReadyBatch],
+    records: &[Bytes],
+) -> ProduceRequest {
     let mut topics: Vec<TopicProduceData> = Vec::new();
-    for batch in batches {
+    for (batch, records) in batches.iter().zip(records) {
         let data = PartitionProduceData::default()
             .with_index(batch.partition.0)
-            .with_records(Some(batch.encoded.clone()));
+            .with_records(Some(records.clone()));
         match topics
             .iter_mut()
             .find(|topic| topic.name.0.as_str() == &*batch.topic)
@@ -881,32 +1050,55 @@ async fn send_request(inner: &Rc<Inner>, leader: NodeId, batches: Vec<ReadyBatch
         Ok(version) => version,
         Err(error) => return fail_all(inner, batches, error),
     };
-    let request = produce_request(&inner.config, &batches);
-    if inner.config.acks == Acks::None {
-        let result = connection.send_oneway(&request, version).await;
-        let acked_at = Instant::now();
-        match result {
-            Ok(()) => {
-                for batch in batches {
-                    finish(
-                        inner,
-                        &batch.outcome,
-                        batch.record_count,
-                        batch.held_bytes,
-                        Ok(BatchAck {
-                            base_offset: Offset(-1),
-                            log_append_time_ms: -1,
-                            acked_at,
-                        }),
-                    );
-                }
+    let mut batches = grouped_by_topic(batches);
+    // Each batch's bytes go to the socket from where they lie: the request holds the batch (or
+    // a stand-in for a batch in pieces), and the frame builder swaps in the pieces.
+    let stand_ins: Vec<Bytes> = batches
+        .iter_mut()
+        .enumerate()
+        .map(|(nth, batch)| batch.encoded.stand_in(nth))
+        .collect();
+    let request = produce_request(&inner.config, &batches, &stand_ins);
+    let splices: Vec<Splice<'_>> = batches
+        .iter()
+        .zip(&stand_ins)
+        .filter(|(batch, stand_in)| {
+            batch.encoded.as_contiguous().is_none() || stand_in.len() >= SPLICE_MIN_BYTES
+        })
+        .map(|(batch, stand_in)| batch.encoded.splice(stand_in))
+        .collect();
+    let sent = if inner.config.acks == Acks::None {
+        connection
+            .send_produce_oneway(&request, version, &splices)
+            .await
+            .map(|()| None)
+    } else {
+        connection
+            .send_produce(&request, version, &splices)
+            .await
+            .map(Some)
+    };
+    drop(splices);
+    let pending: PendingReply<ProduceRequest> = match sent {
+        Ok(Some(pending)) => pending,
+        Ok(None) => {
+            // acks=0: delivered once written.
+            let acked_at = Instant::now();
+            for batch in batches {
+                finish(
+                    inner,
+                    &batch.outcome,
+                    batch.record_count,
+                    batch.held_bytes,
+                    Ok(BatchAck {
+                        base_offset: Offset(-1),
+                        log_append_time_ms: -1,
+                        acked_at,
+                    }),
+                );
             }
-            Err(error) => retry_or_fail(inner, batches, error),
+            return;
         }
-        return;
-    }
-    let pending: PendingReply<ProduceRequest> = match connection.send(&request, version).await {
-        Ok(pending) => pending,
         Err(error) => return retry_or_fail(inner, batches, error),
     };
     let inner = Rc::clone(inner);
@@ -917,6 +1109,31 @@ async fn send_request(inner: &Rc<Inner>, leader: NodeId, batches: Vec<ReadyBatch
         }
     })
     .detach();
+}
+
+/// `batches` with those of one topic next to each other (topics in order of first appearance,
+/// batches of a topic in their order).
+fn grouped_by_topic(batches: Vec<ReadyBatch>) -> Vec<ReadyBatch> {
+    let mut topics: Vec<Rc<str>> = Vec::new();
+    for batch in &batches {
+        if !topics
+            .iter()
+            .any(|topic| Rc::ptr_eq(topic, &batch.topic) || *topic == batch.topic)
+        {
+            topics.push(Rc::clone(&batch.topic));
+        }
+    }
+    if topics.len() <= 1 {
+        return batches;
+    }
+    let mut batches = batches;
+    batches.sort_by_key(|batch| {
+        topics
+            .iter()
+            .position(|topic| *topic == batch.topic)
+            .unwrap_or(usize::MAX)
+    });
+    batches
 }
 
 fn handle_response(inner: &Rc<Inner>, batches: Vec<ReadyBatch>, response: ProduceResponse) {
@@ -1052,7 +1269,10 @@ fn retry_later(inner: &Rc<Inner>, mut batches: Vec<ReadyBatch>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::RecordBatchDecoder;
+    use kafka_protocol::records::{
+        RecordBatchDecoder, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+        NO_PRODUCER_ID,
+    };
 
     fn record(offset: i64, value: &'static [u8]) -> Record {
         Record {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 
@@ -189,28 +190,50 @@ impl KeySource {
 
 /// Random bytes that payloads are sliced from (no copy per message). Random, so compression
 /// codecs see incompressible data, as with encrypted or already-compressed payloads.
+///
+/// The bytes are static (one buffer per process, shared by every thread and run, replaced by
+/// one at least twice as big only for larger messages, so that all of them together stay
+/// under three times the largest): a payload slice of static bytes costs no atomic reference
+/// count when it is cloned or dropped, which at a million messages a second is measurable.
+/// Slices start on a cache line, so checksums and socket copies run on aligned words.
 pub struct PayloadPool {
     bytes: Bytes,
 }
 
+/// The process's pool bytes (see [`PayloadPool`]).
+static POOL_BYTES: Mutex<Option<&'static [u8]>> = Mutex::new(None);
+
 impl PayloadPool {
     pub fn new(max_message_bytes: usize, seed: u64) -> Self {
         let len = max_message_bytes + (1 << 20);
-        let mut rng = Rng::new(seed);
-        let mut data = Vec::with_capacity(len + 8);
-        while data.len() < len {
-            data.extend_from_slice(&rng.next_u64().to_le_bytes());
-        }
-        data.truncate(len);
+        let mut pool = POOL_BYTES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bytes = match *pool {
+            Some(bytes) if bytes.len() >= len => bytes,
+            previous => {
+                let len = len.max(previous.map_or(0, |bytes| 2 * bytes.len()));
+                let mut rng = Rng::new(seed);
+                let mut data = Vec::with_capacity(len + 8);
+                while data.len() < len {
+                    data.extend_from_slice(&rng.next_u64().to_le_bytes());
+                }
+                data.truncate(len);
+                let bytes: &'static [u8] = Box::leak(data.into_boxed_slice());
+                *pool = Some(bytes);
+                bytes
+            }
+        };
         Self {
-            bytes: Bytes::from(data),
+            bytes: Bytes::from_static(bytes.get(..len).unwrap_or(bytes)),
         }
     }
 
     /// `size` bytes starting at a random place.
     pub fn slice(&self, size: usize, rng: &mut Rng) -> Bytes {
+        const LINE_BYTES: usize = 64;
         let room = self.bytes.len().saturating_sub(size);
-        let start = rng.below(room as u64 + 1) as usize;
+        let start = rng.below((room / LINE_BYTES) as u64 + 1) as usize * LINE_BYTES;
         self.bytes.slice(start..start + size.min(self.bytes.len()))
     }
 }

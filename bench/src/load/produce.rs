@@ -20,8 +20,8 @@ use clap::Args;
 use glommio::timer::Timer;
 use vaart_client::sync::Notify;
 use vaart_client::{
-    Acks, Client, ClientConfig, Compression, DeliveryFuture, Producer, ProducerConfig,
-    ProducerRecord,
+    Acks, Client, ClientConfig, Compression, DeliveryError, DeliveryFuture, Producer,
+    ProducerConfig, ProducerRecord, RecordMetadata,
 };
 
 use super::dist::{KeyDist, KeySource, PayloadPool, Rng, SizeDist};
@@ -34,6 +34,11 @@ use crate::machine::MachineInfo;
 /// Max-rate producers yield to their executor after this many sends, so the drain task and
 /// the connections' readers run.
 const YIELD_EVERY_SENDS: u64 = 64;
+/// Open loop: the clock is read again after at most this many sends of a burst that was
+/// already due (only the reported send lag depends on it, never a latency).
+const CLOCK_EVERY_SENDS: u64 = 16;
+/// Sends counted locally before they are added to the shared counter.
+const SENT_REPORT_EVERY: u64 = 64;
 /// Bytes at the start of an e2e payload: the intended send time, ns since the Unix epoch.
 pub const STAMP_BYTES: usize = 8;
 
@@ -384,6 +389,32 @@ pub fn wall_ns() -> u64 {
         })
 }
 
+/// Wall-clock time from a monotonic instant: one wall-clock read per producer, so a record's
+/// timestamp costs no clock read of its own.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    base: Instant,
+    base_ms: i64,
+}
+
+impl WallClock {
+    fn new(base: Instant) -> Self {
+        let behind_ms = Instant::now().saturating_duration_since(base).as_millis();
+        let now_ms = (wall_ns() / 1_000_000) as i64;
+        Self {
+            base,
+            base_ms: now_ms.saturating_sub(i64::try_from(behind_ms).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch at `instant` (not before the base).
+    fn ms_at(&self, instant: Instant) -> i64 {
+        let since_ms = instant.saturating_duration_since(self.base).as_millis();
+        self.base_ms
+            .saturating_add(i64::try_from(since_ms).unwrap_or(i64::MAX))
+    }
+}
+
 /// What a thread's producers draw keys and payloads from.
 struct MessageData {
     keys: KeySource,
@@ -427,14 +458,20 @@ async fn producer_loop(
     let offset = plan.rate_per_producer.map_or(Duration::ZERO, |rate| {
         Duration::from_secs_f64(index as f64 / plan.producers as f64 / rate)
     });
+    let clock = WallClock::new(start);
     let mut sent: u64 = 0;
+    let mut unreported_sent: u64 = 0;
     let mut measured_sent: u64 = 0;
     let mut send_lag_max = Duration::ZERO;
+    // Open loop: the last clock reading. A message intended before it is due without reading
+    // the clock again.
+    let mut now = Instant::now();
     let mut result = Ok(());
     loop {
         if shared.stopped() {
             break;
         }
+        // Max rate: the latency counts from this reading, taken for every message.
         let intended = match plan.rate_per_producer {
             Some(rate) => start + offset + Duration::from_secs_f64(sent as f64 / rate),
             None => Instant::now(),
@@ -444,11 +481,14 @@ async fn producer_loop(
         }
         match plan.rate_per_producer {
             Some(_) => {
-                let now = Instant::now();
+                if intended > now || sent.is_multiple_of(CLOCK_EVERY_SENDS) {
+                    now = Instant::now();
+                }
                 if intended > now {
                     // Sleep at least `pacing`: the messages due meanwhile go out in one burst
                     // on waking, each measured from its own intended time.
                     Timer::new((intended - now).max(plan.pacing)).await;
+                    now = Instant::now();
                 } else {
                     send_lag_max = send_lag_max.max(now - intended);
                 }
@@ -465,7 +505,7 @@ async fn producer_loop(
         } else {
             pool.slice(size, &mut rng)
         };
-        let mut record = ProducerRecord::new(value);
+        let mut record = ProducerRecord::new(value).with_timestamp_ms(clock.ms_at(intended));
         record.key = keys.sample(&mut rng);
         let delivery = match producer.send(&plan.topic, record).await {
             Ok(delivery) => delivery,
@@ -475,18 +515,31 @@ async fn producer_loop(
                 break;
             }
         };
-        shared.sent.fetch_add(1, Ordering::Relaxed);
-        queue.borrow_mut().push_back(InFlight {
-            intended,
-            payload_bytes: size as u64,
-            delivery,
-        });
-        queued.notify_all();
+        unreported_sent += 1;
+        if unreported_sent == SENT_REPORT_EVERY {
+            shared.sent.fetch_add(unreported_sent, Ordering::Relaxed);
+            unreported_sent = 0;
+        }
+        let was_empty = {
+            let mut queue = queue.borrow_mut();
+            let was_empty = queue.is_empty();
+            queue.push_back(InFlight {
+                intended,
+                payload_bytes: size as u64,
+                delivery,
+            });
+            was_empty
+        };
+        if was_empty {
+            // The collector waits for the queue only when it is empty.
+            queued.notify_all();
+        }
         sent += 1;
         if intended >= measure_from {
             measured_sent += 1;
         }
     }
+    shared.sent.fetch_add(unreported_sent, Ordering::Relaxed);
     shared
         .send_lag_max_us
         .fetch_max(send_lag_max.as_micros() as u64, Ordering::Relaxed);
@@ -511,9 +564,10 @@ fn stamped_payload(pool: &PayloadPool, size: usize, intended: Instant, rng: &mut
     value.freeze()
 }
 
-/// Awaits deliveries in send order and records each one's latency from its intended time to
-/// its acknowledgement (the acknowledgement time is taken when the answer arrived, so awaiting
-/// in order does not add to it).
+/// Records deliveries in send order, each one's latency from its intended time to its
+/// acknowledgement (the acknowledgement time is taken when the answer arrived, so the order
+/// of recording does not add to it). Deliveries already complete are taken without waiting;
+/// the collector waits only for the oldest one still pending, or for the queue to fill.
 async fn collect(
     queue: Rc<RefCell<VecDeque<InFlight>>>,
     queued: Rc<Notify>,
@@ -521,23 +575,43 @@ async fn collect(
     shared: Arc<Shared>,
     recorder: Rc<RefCell<LocalRecorder>>,
 ) {
+    let record = |in_flight: &InFlight, result: Result<RecordMetadata, DeliveryError>| match result
+    {
+        Ok(metadata) => recorder.borrow_mut().record(
+            in_flight.intended,
+            metadata.acked_at,
+            in_flight.payload_bytes,
+        ),
+        Err(error) => shared.error(|| error.to_string()),
+    };
     loop {
         let notified = queued.notified();
-        let next = queue.borrow_mut().pop_front();
-        let Some(in_flight) = next else {
-            if !sending.get() {
-                return;
+        let pending = {
+            let mut queue = queue.borrow_mut();
+            loop {
+                let Some(front) = queue.front() else {
+                    break None;
+                };
+                match front.delivery.try_result() {
+                    Some(result) => {
+                        record(front, result);
+                        queue.pop_front();
+                    }
+                    None => break queue.pop_front(),
+                }
             }
-            notified.await;
-            continue;
         };
-        match in_flight.delivery.await {
-            Ok(metadata) => recorder.borrow_mut().record(
-                in_flight.intended,
-                metadata.acked_at,
-                in_flight.payload_bytes,
-            ),
-            Err(error) => shared.error(|| error.to_string()),
+        match pending {
+            Some(mut in_flight) => {
+                let result = (&mut in_flight.delivery).await;
+                record(&in_flight, result);
+            }
+            None => {
+                if !sending.get() {
+                    return;
+                }
+                notified.await;
+            }
         }
     }
 }
