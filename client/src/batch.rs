@@ -16,8 +16,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    Record, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 
 use crate::error::ClientError;
@@ -237,27 +236,7 @@ pub fn encode_with_kafka_protocol(
         .enumerate()
         .map(|(index, record)| to_record(record, index as i64))
         .collect();
-    // Sized up front: growing the buffer while encoding would copy the batch again and again.
-    let capacity: usize = BATCH_HEADER_BYTES
-        + records
-            .iter()
-            .map(|record| {
-                21 + record.key.as_ref().map_or(0, Bytes::len)
-                    + record.value.as_ref().map_or(0, Bytes::len)
-                    + record
-                        .headers
-                        .iter()
-                        .map(|(name, value)| name.len() + value.as_ref().map_or(0, Bytes::len) + 4)
-                        .sum::<usize>()
-            })
-            .sum::<usize>();
-    let mut buf = BytesMut::with_capacity(capacity);
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: compression.codec(),
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(ClientError::records)?;
-    Ok(buf.freeze())
+    crate::producer::encode_batch(&records, compression)
 }
 
 fn length_i32(what: &'static str, bytes: usize) -> Result<i32, BatchEncodeError> {
