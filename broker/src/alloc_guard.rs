@@ -15,7 +15,9 @@
 //! Installed by the `vaart` binary (`#[global_allocator]` in `main.rs`) and by this crate's
 //! unit tests, which decode arbitrary bytes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use std::alloc::System;
 
 /// Allocations at least this large are mapped lazily.
 pub const HUGE_ALLOCATION_BYTES: usize = 256 * 1024 * 1024;
@@ -103,6 +105,36 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             }
         }
     }
+}
+
+/// How often [`spawn_memory_trimmer`] hands freed heap memory back to the kernel.
+pub const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts a thread that returns the allocator's free memory to the kernel every `interval`.
+///
+/// glibc keeps memory freed by the shards in its arenas: after a burst (10,000 partitions
+/// produced at full rate hold ~1.3 GB of request buffers while their writes are queued) the
+/// broker stayed at 1.5-1.8 GB resident once idle, although only a few hundred MB were
+/// still allocated. `malloc_trim(0)` releases the free pages of every arena with
+/// `MADV_DONTNEED`. It runs on its own thread so no shard ever waits for it (it only takes
+/// each arena's lock briefly). Elsewhere than glibc this does nothing.
+pub fn spawn_memory_trimmer(interval: std::time::Duration) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        std::thread::Builder::new()
+            .name("vaart-trim".to_string())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                // SAFETY: malloc_trim has no preconditions; it only inspects the allocator's
+                // own state under the arenas' locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            })?;
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = interval;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1004,7 +1004,9 @@ fn tail_bytes_behave_like_one_buffer() {
 }
 
 /// An entry that still borrows a request buffer after `TAIL_BORROW_MS_MAX` gets bytes of its
-/// own (written or not), so a quiet partition does not pin a whole request's memory.
+/// own once it is written, so a quiet partition does not pin a whole request's memory; an
+/// entry still waiting for its write is not copied, and the writer is made to write its
+/// partial last page (which it otherwise keeps back until more data comes).
 #[test]
 fn borrowed_request_buffers_are_released() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1014,18 +1016,38 @@ fn borrowed_request_buffers_are_released() {
         let (frame, range) = shared_request_frame();
         let records = frame.slice(range.clone());
         log.append(records.clone(), LeaderEpoch(0), NOW).unwrap();
-        let (_, before) = read_chunks(&log, Offset(0)).await;
         drop(records);
-        assert!(!frame.is_unique(), "the tail borrows the request buffer");
         let later = std::time::Instant::now()
             + std::time::Duration::from_millis(super::TAIL_BORROW_MS_MAX + 1);
+        // No await since the append: the writer has not run, so the entry is unwritten.
         let next = log.shared.state.borrow_mut().release_borrowed_tail(later);
+        assert!(next.is_some(), "an unwritten entry is checked again later");
+        assert!(!frame.is_unique(), "an unwritten entry keeps borrowing");
+        assert!(log.shared.state.borrow().writer.partial_wanted);
+        // The writer now writes the partial last page without waiting for more data (no
+        // flush asked): wait until the entry is on disk.
+        log.shared.wake_writer.notify_all();
+        let mut polls = 0;
+        while {
+            let state = log.shared.state.borrow();
+            state.writer.written_through < state.log_end_offset
+        } {
+            polls += 1;
+            assert!(polls < 10_000, "the writer never wrote the partial page");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let (_, before) = read_chunks(&log, Offset(0)).await;
+        let much_later = later + std::time::Duration::from_millis(super::TAIL_BORROW_MS_MAX + 1);
+        let next = log
+            .shared
+            .state
+            .borrow_mut()
+            .release_borrowed_tail(much_later);
         assert_eq!(next, None);
         assert!(frame.is_unique(), "the tail released the request buffer");
         let (chunks, after) = read_chunks(&log, Offset(0)).await;
         assert_eq!(after, before);
         assert_eq!(chunks.len(), 1);
-        log.flush().await.unwrap();
         log.close().await.unwrap();
     });
 }

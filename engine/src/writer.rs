@@ -50,6 +50,10 @@ pub(crate) struct WriterState {
     pub(crate) appended_bytes_total: u64,
     pub(crate) synced_bytes_total: u64,
     pub(crate) first_unsynced_at: Option<Instant>,
+    /// Write the partial last page now instead of waiting for more data: a hot-tail entry
+    /// has held a request buffer for its whole borrow time and cannot be copied or evicted
+    /// until it is written (see `State::release_borrowed_tail`).
+    pub(crate) partial_wanted: bool,
     /// The active segment was finalized by `close`.
     pub(crate) finalized: bool,
     pub(crate) exited: bool,
@@ -109,6 +113,7 @@ impl WriterState {
             appended_bytes_total: 0,
             synced_bytes_total: 0,
             first_unsynced_at: None,
+            partial_wanted: false,
             finalized: false,
             exited: false,
             stats: WriterStats::default(),
@@ -742,10 +747,16 @@ impl State {
                 appended_snapshot: self.writer.appended_bytes_total,
             });
         }
-        let force_partial =
-            target > self.writer.written_through || segment.phase == Phase::Rolled || self.closing;
+        let force_partial = target > self.writer.written_through
+            || segment.phase == Phase::Rolled
+            || self.closing
+            || self.writer.partial_wanted;
         if segment.staged < segment.len {
+            let appended_end = segment.len;
             if let Some(write) = self.build_write(backend, index, force_partial, file) {
+                if write.end >= appended_end {
+                    self.writer.partial_wanted = false;
+                }
                 return Step::Write(write);
             }
         } else if segment.phase == Phase::Rolled

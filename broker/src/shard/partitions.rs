@@ -86,8 +86,10 @@ impl LocalPartitions {
 const RETENTION_SHARES: usize = 50;
 
 /// Smallest hot tail a partition gets however many partitions share the shard's budget:
-/// enough for a few batches, so live consumers still read the newest data from memory.
-const HOT_TAIL_PARTITION_FLOOR_BYTES: usize = 64 * 1024;
+/// enough for a few small batches, so live consumers still read the newest data from memory.
+/// Small, so that the budget holds up to ~30,000 partitions per shard (at 64 KiB, 10,000
+/// partitions kept 640 MiB against a 512 MiB budget).
+const HOT_TAIL_PARTITION_FLOOR_BYTES: usize = 16 * 1024;
 
 /// Each partition's share of the shard's hot-tail budget, so that memory stays bounded
 /// however many partitions the shard owns.
@@ -1115,6 +1117,8 @@ mod hot_tail_tests {
         assert_eq!(hot_tail_share_bytes(512 * mib, 8 * mib, 3), 8 * mib);
         // Many partitions: the budget is split, so the total stays bounded.
         assert_eq!(hot_tail_share_bytes(512 * mib, 8 * mib, 1024), 512 * 1024);
+        // 10,000 partitions stay within the budget.
+        assert!(hot_tail_share_bytes(512 * mib, 8 * mib, 10_000) * 10_000 <= 512 * mib);
         // Very many: never below the floor.
         assert_eq!(
             hot_tail_share_bytes(512 * mib, 8 * mib, 1_000_000),
