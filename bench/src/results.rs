@@ -1,7 +1,7 @@
 //! `vaart-bench report`: RESULTS.md and its plot from a folder of JSON files written by one
 //! `bench/run`: `limits.json` (the machine limits), one load report per scenario (any
 //! `*.json` with a `kind`), and optionally `broker_rss.json` (idle resident memory of the
-//! broker per partition count, which the script reads from `/proc`).
+//! broker per partition count and state, which the script reads from `/proc`).
 //!
 //! The plot is SVG drawn with `plotters`: throughput of each produce/consume scenario against
 //! the disk and loopback limits, and latency percentiles of the latency scenarios.
@@ -41,7 +41,14 @@ pub struct ReportArgs {
 pub struct RssSample {
     pub partitions: u64,
     pub rss_bytes: u64,
+    /// When it was read, e.g. "topic just created (one record), idle 3 s".
+    #[serde(default)]
+    pub state: Option<String>,
 }
+
+/// A timeline point this far (s) past the end of the warm-up still counts as warm-up: each
+/// point is the rate over the second before it.
+const WARMUP_SLACK_S: f64 = 0.5;
 
 pub fn run(args: &ReportArgs) -> Result<(), BenchError> {
     let limits_path = args.results.join("limits.json");
@@ -118,6 +125,26 @@ fn setting<'a>(report: &'a LoadReport, key: &str) -> &'a str {
     report.settings.get(key).map_or("-", String::as_str)
 }
 
+/// The scenario's warm-up in seconds, as given (`-` if the report does not say).
+fn warmup_s(report: &LoadReport) -> &str {
+    setting(report, "warmup_s")
+}
+
+/// The per-second message rates of a run in thousands, `|` where the warm-up ends.
+fn timeline_line(report: &LoadReport) -> String {
+    let warmup = warmup_s(report).parse::<f64>().ok();
+    let mut parts = Vec::with_capacity(report.timeline.len() + 1);
+    let mut marked = warmup.is_none_or(|warmup| warmup <= 0.0);
+    for point in &report.timeline {
+        if !marked && warmup.is_some_and(|warmup| point.t_s > warmup + WARMUP_SLACK_S) {
+            parts.push("|".to_owned());
+            marked = true;
+        }
+        parts.push(format!("{:.0}", point.msgs_per_s / 1000.0));
+    }
+    parts.join(" ")
+}
+
 fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"))
 }
@@ -156,18 +183,18 @@ fn markdown(
     let _ = writeln!(out, "## Scenarios\n");
     let _ = writeln!(
         out,
-        "| scenario | partitions | conns | acks | rate target | msgs/s | MB/s | of limit | p50 | p99 | p99.9 | p99.99 | max | e2e p99 | e2e p99.9 | generator cores | broker cores | broker RSS MiB |"
+        "| scenario | partitions | conns | acks | rate target | warm-up s | msgs/s | MB/s | of limit | p50 | p99 | p99.9 | p99.99 | max | e2e p99 | e2e p99.9 | generator cores | broker cores | broker RSS MiB |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for report in reports {
         let latency = report.latency_ms;
         let e2e = report.e2e_latency_ms;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             label(report),
             setting(report, "partitions"),
             report
@@ -179,6 +206,7 @@ fn markdown(
             report
                 .target_msgs_per_s
                 .map_or_else(|| "max".to_owned(), |rate| format!("{rate:.0}")),
+            warmup_s(report),
             report.msgs_per_s,
             report.MB_per_s,
             report.bound.as_ref().map_or_else(
@@ -208,12 +236,16 @@ fn markdown(
     }
     if !rss.is_empty() {
         let _ = writeln!(out, "\n## Broker memory, idle\n");
-        let _ = writeln!(out, "| partitions | resident memory (MiB) |\n|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| partitions | when | resident memory (MiB) |\n|---:|---|---:|"
+        );
         for sample in rss {
             let _ = writeln!(
                 out,
-                "| {} | {} |",
+                "| {} | {} | {} |",
                 sample.partitions,
+                sample.state.as_deref().unwrap_or("-"),
                 sample.rss_bytes >> 20
             );
         }
@@ -221,6 +253,26 @@ fn markdown(
     let _ = writeln!(out, "\n## Goals (issue 6) against this run\n");
     for line in goals(reports, limits, rss) {
         let _ = writeln!(out, "- {line}");
+    }
+    if reports.iter().any(|report| !report.timeline.is_empty()) {
+        let _ = writeln!(out, "\n## Per-second rates, warm-up included\n");
+        let _ = writeln!(
+            out,
+            "Thousands of messages per second in each second of the run; `|` marks the end of \
+             the warm-up (the figures above are measured after it).\n"
+        );
+        for report in reports.iter().filter(|report| !report.timeline.is_empty()) {
+            let warmup = match warmup_s(report) {
+                "-" => String::new(),
+                seconds => format!(" (warm-up {seconds} s)"),
+            };
+            let _ = writeln!(
+                out,
+                "- **{}**{warmup}: {}",
+                label(report),
+                timeline_line(report)
+            );
+        }
     }
     let _ = writeln!(out, "\n## Settings of each scenario\n");
     for report in reports {
@@ -290,25 +342,28 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
         }
         _ => lines.push("Consume catch-up: scenario consume-catchup or limits missing.".into()),
     }
-    if let Some(sample) = rss.iter().find(|sample| sample.partitions >= 10_000) {
-        let gib = sample.rss_bytes as f64 / f64::from(1u32 << 30);
-        lines.push(format!(
-            "Broker resident memory idle with {} partitions: {} MiB; goal < 1 GiB: {}.",
-            sample.partitions,
-            sample.rss_bytes >> 20,
-            verdict(gib < 1.0)
-        ));
+    if let Some(line) = memory_goal(rss) {
+        lines.push(line);
     }
     if let (Some(many), Some(few)) = (
         find(reports, "partitions-10000"),
         find(reports, "partitions-3"),
     ) {
         let ratio = many.MB_per_s / few.MB_per_s.max(f64::MIN_POSITIVE);
+        let batch = |report: &LoadReport| {
+            report
+                .settings
+                .get("batch_size")
+                .cloned()
+                .unwrap_or_else(|| "?".to_owned())
+        };
         lines.push(format!(
-            "Produce with 10,000 partitions: {:.1} MB/s vs {:.1} MB/s with 3 ({:.0}%); goal within 20%: {}.",
+            "Produce with 10,000 partitions: {:.1} MB/s vs {:.1} MB/s with 3 ({:.0}%; batch.size {} and {} bytes); goal within 20%: {}.",
             many.MB_per_s,
             few.MB_per_s,
             ratio * 100.0,
+            batch(many),
+            batch(few),
             verdict(ratio >= 0.8)
         ));
     }
@@ -335,6 +390,48 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
         ));
     }
     lines
+}
+
+/// The idle-memory goal, judged on the worst idle figure with 10,000 or more partitions (the
+/// topic just created, and after load).
+fn memory_goal(rss: &[RssSample]) -> Option<String> {
+    let many: Vec<&RssSample> = rss
+        .iter()
+        .filter(|sample| sample.partitions >= 10_000)
+        .collect();
+    let worst = many.iter().max_by_key(|sample| sample.rss_bytes)?;
+    let gib = worst.rss_bytes as f64 / f64::from(1u32 << 30);
+    let state = worst
+        .state
+        .as_deref()
+        .map_or_else(String::new, |state| format!(" ({state})"));
+    let which = if many.len() > 1 {
+        format!("the worse of the {} idle figures", many.len())
+    } else {
+        "the only idle figure".to_owned()
+    };
+    let others: Vec<String> = many
+        .iter()
+        .filter(|sample| !std::ptr::eq(**sample, *worst))
+        .map(|sample| {
+            let state = sample
+                .state
+                .as_deref()
+                .map_or_else(String::new, |state| format!(" ({state})"));
+            format!("{} MiB{state}", sample.rss_bytes >> 20)
+        })
+        .collect();
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!("; other: {}", others.join(", "))
+    };
+    Some(format!(
+        "Broker resident memory idle with {} partitions, {which}: {} MiB{state}{others}; goal < 1 GiB: {}.",
+        worst.partitions,
+        worst.rss_bytes >> 20,
+        verdict(gib < 1.0)
+    ))
 }
 
 fn plot_error(path: &Path) -> impl Fn(String) -> BenchError + '_ {
@@ -540,4 +637,124 @@ fn draw_plot(
     }
     root.present().map_err(|error| fail(error.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(label: &str, warmup_s: &str, rates: &[f64]) -> LoadReport {
+        let timeline: Vec<serde_json::Value> = rates
+            .iter()
+            .enumerate()
+            .map(|(index, rate)| {
+                serde_json::json!({
+                    "t_s": index as f64 + 1.01,
+                    "msgs_per_s": rate,
+                    "MB_per_s": rate / 1000.0,
+                    "p99_ms": null,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "tool": "vaart-bench produce",
+            "kind": "produce",
+            "label": label,
+            "version": "test",
+            "started_unix_s": 0,
+            "machine": "test machine",
+            "settings": { "partitions": "10000", "warmup_s": warmup_s, "acks": "1" },
+            "messages": 1000,
+            "payload_bytes": 1_024_000,
+            "elapsed_s": 1.0,
+            "msgs_per_s": 1000.0,
+            "MB_per_s": 1.024,
+            "latency_ms": null,
+            "e2e_latency_ms": null,
+            "target_msgs_per_s": null,
+            "send_lag_ms_max": null,
+            "errors": 0,
+            "first_error": null,
+            "cpu": {
+                "cores": 2,
+                "generator_cpu_s": null,
+                "generator_cores_used": null,
+                "generator_cpu_s_per_GB": null,
+                "broker_cpu_s": null,
+                "broker_cores_used": null,
+                "broker_rss_bytes": null,
+            },
+            "limits": null,
+            "bound": null,
+            "timeline": timeline,
+        }))
+        .expect("a valid report")
+    }
+
+    fn sample(partitions: u64, mib: u64, state: Option<&str>) -> RssSample {
+        RssSample {
+            partitions,
+            rss_bytes: mib << 20,
+            state: state.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn timeline_marks_the_end_of_the_warmup() {
+        let run = report("partitions-10000", "2", &[100_000.0, 400_000.0, 900_000.0]);
+        assert_eq!(timeline_line(&run), "100 400 | 900");
+        let no_warmup = report("consume-catchup", "0", &[5000.0, 6000.0]);
+        assert_eq!(timeline_line(&no_warmup), "5 6");
+    }
+
+    #[test]
+    fn memory_goal_uses_the_worse_idle_figure() {
+        let rss = [
+            sample(0, 19, Some("broker just started")),
+            sample(10_000, 69, Some("topic just created")),
+            sample(10_000, 1532, Some("after load, idle 5 s")),
+        ];
+        let line = memory_goal(&rss).expect("a goal line");
+        assert!(
+            line.contains("the worse of the 2 idle figures: 1532 MiB (after load, idle 5 s)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("other: 69 MiB (topic just created)"),
+            "{line}"
+        );
+        assert!(line.ends_with("**not reached**."), "{line}");
+        let line = memory_goal(&rss[..2]).expect("a goal line");
+        assert!(line.contains("the only idle figure: 69 MiB"), "{line}");
+        assert!(line.ends_with("**reached**."), "{line}");
+        assert_eq!(memory_goal(&rss[..1]), None);
+    }
+
+    #[test]
+    fn markdown_shows_warmup_memory_states_and_rates() {
+        let reports = [report("partitions-10000", "8", &[1000.0, 2000.0])];
+        let rss = [
+            sample(10_000, 69, Some("topic just created")),
+            sample(10_000, 900, None),
+        ];
+        let text = markdown(&reports, None, &rss, "results.svg", Some("note"));
+        assert!(
+            text.contains("| rate target | warm-up s | msgs/s |"),
+            "{text}"
+        );
+        assert!(text.contains("| max | 8 | 1000 |"), "{text}");
+        assert!(
+            text.contains("| 10000 | topic just created | 69 |"),
+            "{text}"
+        );
+        assert!(text.contains("| 10000 | - | 900 |"), "{text}");
+        assert!(
+            text.contains("- **partitions-10000** (warm-up 8 s): 1 2"),
+            "{text}"
+        );
+        // Old files without a state still load.
+        let old: Vec<RssSample> =
+            serde_json::from_str(r#"[{ "partitions": 0, "rss_bytes": 1048576 }]"#).expect("json");
+        assert_eq!(old[0].state, None);
+    }
 }
