@@ -117,7 +117,9 @@ pub const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// broker stayed at 1.5-1.8 GB resident once idle, although only a few hundred MB were
 /// still allocated. `malloc_trim(0)` releases the free pages of every arena with
 /// `MADV_DONTNEED`. It runs on its own thread so no shard ever waits for it (it only takes
-/// each arena's lock briefly). Elsewhere than glibc this does nothing.
+/// each arena's lock briefly). Elsewhere than glibc this does nothing. Call it after the
+/// shutdown signals are blocked: the thread inherits the mask, and a thread that does not
+/// block SIGTERM would let the default action kill the broker (see `signals`).
 pub fn spawn_memory_trimmer(interval: std::time::Duration) -> std::io::Result<()> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -167,11 +167,6 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = vaart_broker::alloc_guard::spawn_memory_trimmer(
-        vaart_broker::alloc_guard::MEMORY_TRIM_INTERVAL,
-    ) {
-        warn!(error = %err, "cannot start the memory trimmer thread; freed memory stays resident");
-    }
     match vaart_broker::server::run(config, inputs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -122,6 +122,11 @@ pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError
     // Block SIGINT/SIGTERM before any thread starts so every thread inherits the mask and
     // only the signal thread receives them (via sigwait).
     signals::block_shutdown_signals().map_err(ServerError::Signals)?;
+    if let Err(err) =
+        crate::alloc_guard::spawn_memory_trimmer(crate::alloc_guard::MEMORY_TRIM_INTERVAL)
+    {
+        warn!(error = %err, "cannot start the memory trimmer thread; freed memory stays resident");
+    }
 
     let address = resolve(&config.listen.to_socket_string())?;
     let (listeners, bound) = bind_reuseport(address, config.shards)?;
