@@ -606,7 +606,20 @@ impl Producer {
                         topic: topic.to_owned(),
                     }));
                 }
-                state.sticky % partition_count
+                let index = state.sticky % partition_count;
+                let batch_size_bytes = inner.config.batch_size_bytes;
+                match state.partitions.get_mut(index) {
+                    // Kafka's sticky partitioner (KIP-794): a record that does not fit the
+                    // sticky partition's open batch closes it and goes to the next partition,
+                    // rather than opening a batch of its own behind the full one there (which
+                    // would need a Produce request of its own: one batch per partition each).
+                    Some(queue) if !fits(queue.open.as_ref(), record_bytes, batch_size_bytes) => {
+                        self.close_open_batch(&state.name, index, queue);
+                        state.sticky = state.sticky.wrapping_add(1);
+                        state.sticky % partition_count
+                    }
+                    _ => index,
+                }
             }
         };
         // As before: filling the sticky partition's batch moves unkeyed records on.
@@ -617,11 +630,11 @@ impl Producer {
                 "partition index out of range",
             )));
         };
-        let full = queue.open.as_ref().is_some_and(|open| {
-            !open.records.is_empty()
-                && open.estimated_bytes + record_bytes > inner.config.batch_size_bytes
-        });
-        if full {
+        if !fits(
+            queue.open.as_ref(),
+            record_bytes,
+            inner.config.batch_size_bytes,
+        ) {
             self.close_open_batch(&state.name, index, queue);
             if sticky && index == state.sticky % partition_count {
                 state.sticky = state.sticky.wrapping_add(1);
@@ -766,6 +779,14 @@ type TopicMap<V> = HashMap<Rc<str>, V, BuildHasherDefault<TopicHasher>>;
 enum Appended {
     Done(Result<DeliveryFuture, ClientError>),
     UnknownTopic(ProducerRecord),
+}
+
+/// Whether a record of `record_bytes` may join the open batch (a batch holds at least one
+/// record, however large).
+fn fits(open: Option<&OpenBatch>, record_bytes: usize, batch_size_bytes: usize) -> bool {
+    open.is_none_or(|open| {
+        open.records.is_empty() || open.estimated_bytes + record_bytes <= batch_size_bytes
+    })
 }
 
 /// Unkeyed records start on a partition that differs between producers.
@@ -1310,6 +1331,29 @@ mod tests {
             assert_eq!(set.records[9].value.as_deref(), Some(&b"hello"[..]));
             assert_eq!(set.compression, compression.codec());
         }
+    }
+
+    #[test]
+    fn a_batch_takes_records_up_to_its_size_and_at_least_one() {
+        let open = |records: usize, estimated_bytes: usize| OpenBatch {
+            records: (0..records)
+                .map(|_| PendingRecord {
+                    timestamp_ms: 0,
+                    key: None,
+                    value: None,
+                    headers: Vec::new(),
+                })
+                .collect(),
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            estimated_bytes,
+            serial: 0,
+            outcome: BatchOutcome::new(),
+        };
+        assert!(fits(None, 5000, 1000));
+        assert!(fits(Some(&open(0, 100)), 5000, 1000));
+        assert!(fits(Some(&open(1, 500)), 500, 1000));
+        assert!(!fits(Some(&open(1, 500)), 501, 1000));
     }
 
     #[test]

@@ -34,6 +34,14 @@ use crate::machine::MachineInfo;
 /// Max-rate producers yield to their executor after this many sends, so the drain task and
 /// the connections' readers run.
 const YIELD_EVERY_SENDS: u64 = 64;
+/// Open loop: a burst of messages already due (after a stall) yields to the executor after
+/// this many sends, so the drain task and the connections' readers run meanwhile (a reader
+/// kept waiting takes an acknowledgement's time late, which would count in the latency). A
+/// pacing interval's worth of messages is usually fewer, and goes out in one batch.
+const BURST_YIELD_EVERY_SENDS: u64 = 256;
+/// The collector yields to its executor after recording this many deliveries in a row (a
+/// backlog of them must not hold up the sends and the readers).
+const YIELD_EVERY_RECORDS: u32 = 256;
 /// Open loop: the clock is read again after at most this many sends of a burst that was
 /// already due (only the reported send lag depends on it, never a latency).
 const CLOCK_EVERY_SENDS: u64 = 16;
@@ -376,7 +384,7 @@ pub async fn setup_producers(
 pub async fn flush_periodically(recorder: Rc<RefCell<LocalRecorder>>, running: Rc<Cell<usize>>) {
     while running.get() > 0 {
         Timer::new(FLUSH_INTERVAL).await;
-        recorder.borrow_mut().flush();
+        recorder.borrow_mut().try_flush();
     }
 }
 
@@ -463,6 +471,8 @@ async fn producer_loop(
     let mut unreported_sent: u64 = 0;
     let mut measured_sent: u64 = 0;
     let mut send_lag_max = Duration::ZERO;
+    // Open loop: sends since the last sleep (a burst of messages already due).
+    let mut burst: u64 = 0;
     // Open loop: the last clock reading. A message intended before it is due without reading
     // the clock again.
     let mut now = Instant::now();
@@ -489,8 +499,14 @@ async fn producer_loop(
                     // on waking, each measured from its own intended time.
                     Timer::new((intended - now).max(plan.pacing)).await;
                     now = Instant::now();
+                    burst = 0;
                 } else {
                     send_lag_max = send_lag_max.max(now - intended);
+                    burst += 1;
+                    if burst.is_multiple_of(BURST_YIELD_EVERY_SENDS) {
+                        glommio::executor().yield_now().await;
+                        now = Instant::now();
+                    }
                 }
             }
             None => {
@@ -564,10 +580,21 @@ fn stamped_payload(pool: &PayloadPool, size: usize, intended: Instant, rng: &mut
     value.freeze()
 }
 
+/// What the collector does after a pass over its queue.
+enum Next {
+    /// Wait for this delivery, the oldest still pending.
+    Wait(InFlight),
+    /// Let other tasks run: deliveries are still waiting to be recorded.
+    Yield,
+    /// Wait for the producer to queue more.
+    Empty,
+}
+
 /// Records deliveries in send order, each one's latency from its intended time to its
 /// acknowledgement (the acknowledgement time is taken when the answer arrived, so the order
-/// of recording does not add to it). Deliveries already complete are taken without waiting;
-/// the collector waits only for the oldest one still pending, or for the queue to fill.
+/// of recording does not add to it). Deliveries already complete are taken without waiting,
+/// [`YIELD_EVERY_RECORDS`] at a time; the collector waits only for the oldest one still
+/// pending, or for the queue to fill.
 async fn collect(
     queue: Rc<RefCell<VecDeque<InFlight>>>,
     queued: Rc<Notify>,
@@ -586,27 +613,33 @@ async fn collect(
     };
     loop {
         let notified = queued.notified();
-        let pending = {
+        let mut recorded: u32 = 0;
+        let next = {
             let mut queue = queue.borrow_mut();
             loop {
                 let Some(front) = queue.front() else {
-                    break None;
+                    break Next::Empty;
                 };
+                if recorded == YIELD_EVERY_RECORDS {
+                    break Next::Yield;
+                }
                 match front.delivery.try_result() {
                     Some(result) => {
                         record(front, result);
                         queue.pop_front();
+                        recorded += 1;
                     }
-                    None => break queue.pop_front(),
+                    None => break queue.pop_front().map_or(Next::Empty, Next::Wait),
                 }
             }
         };
-        match pending {
-            Some(mut in_flight) => {
+        match next {
+            Next::Wait(mut in_flight) => {
                 let result = (&mut in_flight.delivery).await;
                 record(&in_flight, result);
             }
-            None => {
+            Next::Yield => glommio::executor().yield_now().await,
+            Next::Empty => {
                 if !sending.get() {
                     return;
                 }

@@ -4,9 +4,15 @@
 //! it into the run's [`Shared`] state every [`FLUSH_INTERVAL`] and at the end. Latencies are in
 //! microseconds in an HdrHistogram (1 µs .. 10 min, 3 significant digits). Only messages whose
 //! intended send time falls after the warm-up count.
+//!
+//! A load thread never waits for the shared histograms' lock while the run goes on (the
+//! progress printer shares it and runs on the same CPU): a periodic merge that finds it taken
+//! is retried at the next interval. The completion counters behind the progress line are
+//! atomics, added to every [`COUNT_EVERY`] completions, so a line reflects the last
+//! milliseconds rather than the last merge.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -14,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 /// How often a thread merges its recorder into the shared state.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Completions counted locally before they are added to the shared counters.
+pub const COUNT_EVERY: u64 = 1024;
 /// Highest latency recorded (larger ones are clamped to it).
 const LATENCY_MAX_US: u64 = 600_000_000;
 
@@ -114,11 +122,24 @@ impl Shared {
     }
 
     pub fn measured(&self, metric: Metric) -> MutexGuard<'_, Measured> {
-        lock(match metric {
+        lock(self.measured_lock(metric))
+    }
+
+    /// The metric's measured window if its lock is free now (`None` if someone holds it).
+    fn try_measured(&self, metric: Metric) -> Option<MutexGuard<'_, Measured>> {
+        match self.measured_lock(metric).try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn measured_lock(&self, metric: Metric) -> &Mutex<Measured> {
+        match metric {
             Metric::Produce => &self.produce,
             Metric::EndToEnd => &self.end_to_end,
             Metric::Fetch => &self.fetch,
-        })
+        }
     }
 
     /// Counts a failure; the first one's message is kept for the report.
@@ -201,6 +222,9 @@ impl LocalRecorder {
             self.payload_bytes += payload_bytes;
             self.last = Some(self.last.map_or(done, |last| last.max(done)));
         }
+        if self.completed >= COUNT_EVERY {
+            self.add_counts();
+        }
     }
 
     /// Adds a latency sample without counting a message (e.g. one Fetch round trip).
@@ -220,19 +244,45 @@ impl LocalRecorder {
             self.payload_bytes += payload_bytes;
             self.last = Some(self.last.map_or(done, |last| last.max(done)));
         }
+        if self.completed >= COUNT_EVERY {
+            self.add_counts();
+        }
     }
 
-    /// Merges into the shared state and starts over.
-    pub fn flush(&mut self) {
+    /// Adds the completions counted so far to the shared counters.
+    fn add_counts(&mut self) {
         let (count, bytes) = self.shared.counters(self.metric);
         count.fetch_add(self.completed, Ordering::Relaxed);
         bytes.fetch_add(self.completed_bytes, Ordering::Relaxed);
         self.completed = 0;
         self.completed_bytes = 0;
+    }
+
+    /// Merges into the shared state and starts over, waiting for the lock (the end of a run).
+    pub fn flush(&mut self) {
+        self.add_counts();
         if self.messages == 0 && self.histogram.is_empty() {
             return;
         }
-        let mut measured = self.shared.measured(self.metric);
+        let shared = Arc::clone(&self.shared);
+        self.merge_into(shared.measured(self.metric));
+    }
+
+    /// Merges into the shared state if its lock is free now; otherwise keeps everything for
+    /// the next try (the run's periodic merge: a load thread never blocks on the lock).
+    pub fn try_flush(&mut self) {
+        self.add_counts();
+        if self.messages == 0 && self.histogram.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let measured = shared.try_measured(self.metric);
+        if let Some(measured) = measured {
+            self.merge_into(measured);
+        }
+    }
+
+    fn merge_into(&mut self, mut measured: MutexGuard<'_, Measured>) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = measured.histogram.add(&self.histogram);
         measured.messages += self.messages;
@@ -394,6 +444,41 @@ mod tests {
         assert_eq!(measured.messages, 1);
         let percentiles = Percentiles::of(&measured.histogram).expect("one value");
         assert!((percentiles.p50 - 1.5).abs() < 0.01, "{percentiles:?}");
+    }
+
+    #[test]
+    fn a_periodic_merge_never_waits_for_the_lock() {
+        let shared = Shared::new(Duration::ZERO);
+        let start = shared.start();
+        let mut recorder = LocalRecorder::new(Arc::clone(&shared), Metric::Produce);
+        recorder.record(start, start + Duration::from_millis(1), 10);
+        {
+            let _held = shared.measured(Metric::Produce);
+            // Would deadlock if it waited (same thread).
+            recorder.try_flush();
+        }
+        // The counters moved on; the histogram waits for the next merge.
+        assert_eq!(shared.completed.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.measured(Metric::Produce).messages, 0);
+        recorder.record(start, start + Duration::from_millis(3), 10);
+        recorder.try_flush();
+        let measured = shared.measured(Metric::Produce);
+        assert_eq!(measured.messages, 2);
+        assert_eq!(measured.histogram.len(), 2);
+        assert_eq!(measured.payload_bytes, 20);
+    }
+
+    #[test]
+    fn completions_reach_the_counters_between_merges() {
+        let shared = Shared::new(Duration::ZERO);
+        let start = shared.start();
+        let mut recorder = LocalRecorder::new(Arc::clone(&shared), Metric::Produce);
+        for _ in 0..COUNT_EVERY {
+            recorder.record(start, start + Duration::from_micros(200), 1);
+        }
+        assert_eq!(shared.completed.load(Ordering::Relaxed), COUNT_EVERY);
+        assert_eq!(shared.completed_bytes.load(Ordering::Relaxed), COUNT_EVERY);
+        assert_eq!(shared.measured(Metric::Produce).messages, 0);
     }
 
     #[test]
