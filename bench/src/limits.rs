@@ -80,7 +80,7 @@ impl MachineLimits {
     /// One line for reports.
     pub fn summary(&self) -> String {
         format!(
-            "disk write {:.0} MB/s, disk read {:.0} MB/s (O_DIRECT, 1 MiB x {IO_IN_FLIGHT}, {}), loopback TCP {:.0} MB/s",
+            "disk write {:.0} MB/s, disk read {:.0} MB/s (O_DIRECT, 1 MiB x {IO_IN_FLIGHT}, best of {DISK_PASSES}, {}), loopback TCP {:.0} MB/s",
             self.disk_write_MB_per_s,
             self.disk_read_MB_per_s,
             self.disk_dir.display(),
@@ -169,15 +169,27 @@ pub fn measure(
     })
 }
 
+/// The best of this many passes is the disk's limit: a virtual disk's bandwidth moves by a
+/// third from one second to the next, and one unlucky pass made the broker look faster than
+/// the disk (124% of the write limit).
+const DISK_PASSES: usize = 3;
+
 async fn disk_limits(dir: &Path, total_bytes: u64) -> Result<(f64, f64), BenchError> {
     vaart_engine::prime_direct_io(dir).await?;
-    let write =
-        raw_direct_write(&dir.join("write.data"), total_bytes, IO_BYTES, IO_IN_FLIGHT).await?;
+    let mut write_mb_per_s: f64 = 0.0;
+    for _ in 0..DISK_PASSES {
+        let write =
+            raw_direct_write(&dir.join("write.data"), total_bytes, IO_BYTES, IO_IN_FLIGHT).await?;
+        write_mb_per_s = write_mb_per_s.max(write.mb_per_s);
+    }
     let read_path = dir.join("read.data");
     fill_file(&read_path, total_bytes)?;
-    let read_mb_per_s = raw_direct_read(&read_path, total_bytes).await?;
+    let mut read_mb_per_s: f64 = 0.0;
+    for _ in 0..DISK_PASSES {
+        read_mb_per_s = read_mb_per_s.max(raw_direct_read(&read_path, total_bytes).await?);
+    }
     fs::remove_file(&read_path).map_err(io_error("remove", &read_path))?;
-    Ok((write.mb_per_s, read_mb_per_s))
+    Ok((write_mb_per_s, read_mb_per_s))
 }
 
 /// Writes `total_bytes` with std and syncs them, so the O_DIRECT reads come from the device.

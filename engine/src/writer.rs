@@ -171,8 +171,11 @@ struct WriteOp {
     allocate_to: Option<u64>,
 }
 
-/// First preallocation of a segment file; each later one doubles the allocated length.
+/// Smallest preallocation step of a segment file.
 const PREALLOCATE_MIN_BYTES: u64 = 128 * 1024;
+/// A preallocation reaches this fraction (1/N) of the segment's length past the write that
+/// needs it, so space reserved ahead stays within 1/N of the data plus one minimal step.
+const PREALLOCATE_AHEAD_DIVISOR: u64 = 8;
 /// Largest single preallocation.
 const PREALLOCATE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -873,20 +876,21 @@ impl State {
     }
 
     /// The file length to allocate before a write that ends at `write_end`, if the write
-    /// would otherwise extend the file. The allocation grows with the segment (doubling from
-    /// [`PREALLOCATE_MIN_BYTES`] up to [`PREALLOCATE_MAX_BYTES`] at a time) so idle partitions
-    /// reserve little, and never reaches past the segment size by more than the write itself.
+    /// would otherwise extend the file. The allocation runs ahead of the write by an eighth of
+    /// the segment's length ([`PREALLOCATE_MIN_BYTES`] to [`PREALLOCATE_MAX_BYTES`]), so a
+    /// growing segment needs few allocations while idle or many partitions reserve little:
+    /// doubling the allocation instead reserved up to as much again as the data, and 10,000
+    /// partitions at full rate filled a 36 GB disk with 19 GB of data. Never reaches past the
+    /// segment size by more than the write itself.
     fn preallocation(&mut self, index: usize, write_end: u64) -> Option<u64> {
         let segment_bytes = align_up(self.config.segment_bytes);
         let segment = &mut self.segments[index];
         if write_end <= segment.allocated {
             return None;
         }
-        let grow = segment
-            .allocated
+        let ahead = (write_end / PREALLOCATE_AHEAD_DIVISOR)
             .clamp(PREALLOCATE_MIN_BYTES, PREALLOCATE_MAX_BYTES);
-        let target =
-            align_up(write_end.max(segment.allocated + grow)).min(segment_bytes.max(write_end));
+        let target = align_up(write_end + ahead).min(segment_bytes.max(write_end));
         segment.allocated = target;
         Some(target)
     }
