@@ -281,6 +281,9 @@ pub struct RunFigures {
     pub start: Instant,
     pub end: Instant,
     pub generator_cpu_s: Option<f64>,
+    /// Payload bytes completed from start to end, warm-up included: the same window as
+    /// `generator_cpu_s`.
+    pub payload_bytes_total: u64,
     pub broker_before: Option<ProcessSample>,
     pub broker_after: Option<ProcessSample>,
 }
@@ -344,10 +347,13 @@ pub fn run_threads(
     if let Some(error) = first_error {
         return Err(error);
     }
+    // Every thread has merged its last counts by now.
+    let payload_bytes_total = shared.counters(progress.metric()).1.load(Ordering::Relaxed);
     Ok(RunFigures {
         start,
         end,
         generator_cpu_s,
+        payload_bytes_total,
         broker_before,
         broker_after,
     })

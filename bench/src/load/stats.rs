@@ -361,6 +361,11 @@ impl Progress {
         }
     }
 
+    /// The metric whose completions this progress counts.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
     pub fn tick(&mut self) {
         let now = Instant::now();
         let (count, bytes) = self.shared.counters(self.metric);
