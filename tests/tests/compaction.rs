@@ -33,6 +33,24 @@ fn log_bytes(broker: &Broker, topic: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The topic's log bytes once they stop changing (the broker writes acknowledged data in the
+/// background): the same figure at three polls 300 ms apart.
+fn settled_log_bytes(broker: &Broker, topic: &str) -> u64 {
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    let mut last = log_bytes(broker, topic);
+    let mut same = 0;
+    while same < 2 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = log_bytes(broker, topic);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if Instant::now() > deadline {
+            broker.fail(format!("the log size kept changing for {PHASE_TIMEOUT:?}"));
+        }
+    }
+    last
+}
+
 fn read_all(broker: &Broker, topic: &str) -> Vec<Received> {
     let consumer = clients::assigned_consumer(&broker.bootstrap(), topic, &[0]);
     broker.check(
@@ -127,22 +145,32 @@ fn compacts(codec: &str) {
         .start();
     let topic = format!("compaction-{codec}");
     let admin = Admin::new(&broker.bootstrap());
+    let configs = |policy| {
+        [
+            ("cleanup.policy", policy),
+            ("segment.bytes", "4096"),
+            ("segment.ms", "500"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "0"),
+            // The records carry old timestamps: no time-based deletion while the policy is
+            // still "delete".
+            ("retention.ms", "-1"),
+        ]
+    };
+    // The topic starts without compaction, so the size before cleaning is measured once every
+    // write is on disk and before the cleaner can have touched it (measured right after the
+    // acknowledgements, it raced both the writes and the cleaner).
     broker.check(
-        admin.create_topic(
-            &topic,
-            1,
-            &[
-                ("cleanup.policy", "compact"),
-                ("segment.bytes", "4096"),
-                ("segment.ms", "500"),
-                ("min.cleanable.dirty.ratio", "0.01"),
-                ("delete.retention.ms", "0"),
-            ],
-        ),
+        admin.create_topic(&topic, 1, &configs("delete")),
         "create topic",
     );
-    let (expected, before) = produce(&broker, &topic, codec);
+    let (expected, _) = produce(&broker, &topic, codec);
     assert_eq!(expected.len(), KEYS - 1);
+    let before = settled_log_bytes(&broker, &topic);
+    broker.check(
+        admin.alter_topic_configs(&topic, &configs("compact")),
+        "turn on compaction",
+    );
     let deadline = Instant::now() + PHASE_TIMEOUT;
     loop {
         let records = read_all(&broker, &topic);
