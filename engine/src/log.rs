@@ -1221,16 +1221,15 @@ impl State {
     /// [`TAIL_BORROW_MS_MAX`] into buffers of their own, releasing the request buffers.
     /// Returns when the next entry is due.
     ///
-    /// Only written entries are copied. Written entries over the hot-tail budget are evicted
-    /// first rather than copied. An entry still waiting for its write is checked again one
-    /// hold later, and the writer is told to write the partial last page it would otherwise
+    /// Only written entries are copied (written entries over the hot-tail budget are already
+    /// gone: `evict_tail` runs when a write completes). An entry still waiting for its write
+    /// is checked again one hold later, and the writer is told to write the partial last page it would otherwise
     /// keep back until more data comes: copying unwritten entries only spent CPU when the
     /// shard was already behind on writes (with 10,000 partitions this copy was a third of
     /// the shard's time), and an entry whose last page is never written could never leave
     /// the tail (10,000 idle partitions kept 1.3 GB that way).
     pub(crate) fn release_borrowed_tail(&mut self, now: Instant) -> Option<Instant> {
         let hold = std::time::Duration::from_millis(TAIL_BORROW_MS_MAX);
-        self.evict_tail();
         while let Some(&(appended_at, segment_id, position)) = self.tail_borrowed.front() {
             let key = (segment_id, position);
             let stale = self
