@@ -1104,20 +1104,15 @@ async fn send_request(inner: &Rc<Inner>, leader: NodeId, batches: Vec<ReadyBatch
         Ok(Some(pending)) => pending,
         Ok(None) => {
             // acks=0: delivered once written.
-            let acked_at = Instant::now();
-            for batch in batches {
-                finish(
-                    inner,
-                    &batch.outcome,
-                    batch.record_count,
-                    batch.held_bytes,
-                    Ok(BatchAck {
-                        base_offset: Offset(-1),
-                        log_append_time_ms: -1,
-                        acked_at,
-                    }),
-                );
-            }
+            finish_all(
+                inner,
+                batches,
+                Ok(BatchAck {
+                    base_offset: Offset(-1),
+                    log_append_time_ms: -1,
+                    acked_at: Instant::now(),
+                }),
+            );
             return;
         }
         Err(error) => return retry_or_fail(inner, batches, error),
@@ -1223,14 +1218,18 @@ fn handle_response(inner: &Rc<Inner>, batches: Vec<ReadyBatch>, response: Produc
 }
 
 fn fail_all(inner: &Inner, batches: Vec<ReadyBatch>, error: ClientError) {
-    let error = DeliveryError::from(error);
+    finish_all(inner, batches, Err(DeliveryError::from(error)));
+}
+
+/// Finishes every batch with the same result.
+fn finish_all(inner: &Inner, batches: Vec<ReadyBatch>, result: Result<BatchAck, DeliveryError>) {
     for batch in batches {
         finish(
             inner,
             &batch.outcome,
             batch.record_count,
             batch.held_bytes,
-            Err(error.clone()),
+            result.clone(),
         );
     }
 }

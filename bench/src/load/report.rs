@@ -121,11 +121,7 @@ impl LoadReport {
         // The CPU time covers the whole run, warm-up included, so it is divided by the bytes
         // of the whole run (dividing by the measured bytes only overstated the cost by
         // (warm-up + duration) / duration, 1.4 times in bench/run).
-        let gigabytes = if figures.payload_bytes_total > 0 {
-            figures.payload_bytes_total as f64 / 1e9
-        } else {
-            headline.payload_bytes as f64 / 1e9
-        };
+        let gigabytes = figures.payload_bytes_total as f64 / 1e9;
         let cpu = CpuFigures {
             cores: crate::machine::online_cores(),
             generator_cpu_s: figures.generator_cpu_s,
