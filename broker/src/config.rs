@@ -268,6 +268,9 @@ pub struct BrokerConfig {
     /// `log.hot.tail.shard.bytes` (Vaart): the most hot-tail memory one shard spends over all
     /// its partitions; each partition gets an equal share, capped by `log.hot.tail.bytes`.
     pub log_hot_tail_shard_bytes: usize,
+    /// `log.write.linger.us` (Vaart): how long a partition's small disk write (under half a
+    /// 1 MiB group-commit write) waits for more data; 0 = write at once.
+    pub log_write_linger_us: u64,
     /// `shard.io.memory.bytes` (Vaart): glommio `io_memory` per shard (RUNTIME-NOTES pitfall 4).
     pub shard_io_memory_bytes: usize,
     /// `shard.spin.before.park.us` (Vaart): glommio spin before parking; 0 = off.
@@ -823,6 +826,16 @@ pub static SETTINGS: &[SettingDef] = &[
         },
     },
     SettingDef {
+        name: "log.write.linger.us",
+        aliases: &[],
+        default: Some("2000"),
+        doc: "Microseconds a partition's small disk write (under 512 KiB) waits for more data before it is issued; 0 = at once. Acknowledgements (acks=0/1) never wait for it; flushes and acks=all do not wait either.",
+        apply: |c, v| {
+            c.log_write_linger_us = parse_at_least(v, 0, "must be >= 0")?;
+            Ok(())
+        },
+    },
+    SettingDef {
         name: "log.hot.tail.shard.bytes",
         aliases: &[],
         default: Some("536870912"),
@@ -972,6 +985,7 @@ impl BrokerConfig {
             connection_inflight_max_bytes: 16 * 1024 * 1024,
             log_hot_tail_bytes: 8 * 1024 * 1024,
             log_hot_tail_shard_bytes: 512 * 1024 * 1024,
+            log_write_linger_us: vaart_engine::DEFAULT_WRITE_LINGER_US,
             shard_io_memory_bytes: 10 * 1024 * 1024,
             shard_spin_before_park_us: 0,
             connections_max_idle_ms: 600_000,

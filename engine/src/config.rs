@@ -18,6 +18,8 @@ pub const DEFAULT_SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 /// Lower bound of the unwritten-bytes limit (see [`LogConfig::unwritten_bytes_max`]).
 pub const UNWRITTEN_BYTES_MAX_FLOOR: usize = 64 << 20;
+/// Default of [`LogConfig::write_linger_us`].
+pub const DEFAULT_WRITE_LINGER_US: u64 = 2_000;
 
 /// Configuration of one partition log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,12 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// Target size of one coalesced write (group commit), rounded up to 4 KiB.
     pub write_coalesce_bytes: usize,
+    /// A write of less than half of `write_coalesce_bytes` waits up to this long (from the
+    /// oldest append it would carry) for more appends; 0 = write as soon as a whole page is
+    /// ready. Flushes, rolls and closes never wait. Small O_DIRECT writes cost several times
+    /// more CPU per byte than large ones (DESIGN.md, section 3), and on ext4 each one also
+    /// costs an unwritten-extent conversion on completion.
+    pub write_linger_us: u64,
     /// Written data kept in memory for zero-copy reads of the hot tail.
     pub hot_tail_bytes: usize,
 }
@@ -69,6 +77,7 @@ impl Default for LogConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
             write_coalesce_bytes: 1 << 20,
+            write_linger_us: DEFAULT_WRITE_LINGER_US,
             hot_tail_bytes: 8 << 20,
         }
     }

@@ -47,7 +47,7 @@ pub use backend::{
 pub use batch::{validate_batches, BatchHeader, BatchSummary, Compression, BATCH_HEADER_LEN};
 pub use checkpoint::LOG_START_CHECKPOINT;
 pub use compaction::{CodecError, CompactionConfig, CompactionReport, RecordsCodec};
-pub use config::{LogConfig, TimestampType};
+pub use config::{LogConfig, TimestampType, DEFAULT_WRITE_LINGER_US};
 pub use error::{AppendError, BatchError, LogError, PoisonCause, ReadError, RecordsError};
 pub use log::{partition_dir, AppendInfo, Chunk, PartitionLog, ReadResult, RetentionReport};
 pub use recovery::{DeleteReason, DeletedSegment, RecoveryReport, Truncation, TruncationReason};

@@ -1162,9 +1162,11 @@ impl State {
         self.log_end_offset = end_offset;
         self.writer.unwritten_bytes += total_bytes as u64;
         self.writer.appended_bytes_total += total_bytes as u64;
-        self.writer
-            .first_unsynced_at
-            .get_or_insert_with(Instant::now);
+        if self.writer.first_unsynced_at.is_none() || self.writer.linger_since.is_none() {
+            let now = Instant::now();
+            self.writer.first_unsynced_at.get_or_insert(now);
+            self.writer.linger_since.get_or_insert(now);
+        }
         self.evict_tail();
 
         Ok(AppendInfo {

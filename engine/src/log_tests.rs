@@ -1051,3 +1051,63 @@ fn borrowed_request_buffers_are_released() {
         log.close().await.unwrap();
     });
 }
+
+/// Waits (polling, no time limit assumed) until the writer has written through `offset`.
+async fn wait_written_through(log: &PartitionLog, offset: Offset) {
+    let mut polls = 0;
+    while log.shared.state.borrow().writer.written_through < offset {
+        polls += 1;
+        assert!(polls < 10_000, "the writer never wrote through {offset:?}");
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// A write of less than half of `write_coalesce_bytes` waits `write_linger_us` for more
+/// appends; enough data, or a flush, is written at once.
+#[test]
+fn small_writes_linger_until_enough_data_or_a_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        let config = LogConfig {
+            write_coalesce_bytes: 64 << 10,
+            // An hour: in this test only size and flushes may start a write.
+            write_linger_us: 3_600_000_000,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        // ~10 KB: two whole pages ready, well under the 32 KiB that starts a write.
+        let first = log
+            .append(make_batch(10, 1000, NOW), LeaderEpoch(0), NOW)
+            .unwrap();
+        // Let the writer run several times over.
+        for _ in 0..20 {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(log.writer_stats().bytes_written, 0, "a small write lingers");
+        assert_eq!(log.shared.state.borrow().writer.written_through, Offset(0));
+
+        // ~30 KB more: over half of the coalesce size, written without a flush (whole pages).
+        let second = log
+            .append(make_batch(30, 1000, NOW), LeaderEpoch(0), NOW)
+            .unwrap();
+        wait_written_through(&log, Offset(first.last_offset.0 + 1)).await;
+        assert!(log.writer_stats().bytes_written >= 32 << 10);
+
+        // A flush never waits, partial page included.
+        log.append(make_batch(1, 100, NOW), LeaderEpoch(0), NOW)
+            .unwrap();
+        log.flush().await.unwrap();
+        let state = log.shared.state.borrow();
+        assert_eq!(state.writer.written_through, state.log_end_offset);
+        assert!(state.log_end_offset > Offset(second.last_offset.0 + 1));
+        drop(state);
+        log.close().await.unwrap();
+        let reopened = open(&dir, LogConfig::default()).await;
+        assert_eq!(
+            base_offsets(&read_all(&reopened, Offset(0)).await),
+            [0, 10, 40]
+        );
+        reopened.close().await.unwrap();
+    });
+}

@@ -54,6 +54,9 @@ pub(crate) struct WriterState {
     /// has held a request buffer for its whole borrow time and cannot be copied or evicted
     /// until it is written (see `State::release_borrowed_tail`).
     pub(crate) partial_wanted: bool,
+    /// When the oldest append not yet carried by a started write arrived (see
+    /// `LogConfig::write_linger_us`); None when every append is in a write.
+    pub(crate) linger_since: Option<Instant>,
     /// The active segment was finalized by `close`.
     pub(crate) finalized: bool,
     pub(crate) exited: bool,
@@ -114,6 +117,7 @@ impl WriterState {
             synced_bytes_total: 0,
             first_unsynced_at: None,
             partial_wanted: false,
+            linger_since: None,
             finalized: false,
             exited: false,
             stats: WriterStats::default(),
@@ -756,10 +760,17 @@ impl State {
             || self.writer.partial_wanted;
         if segment.staged < segment.len {
             let appended_end = segment.len;
+            if !force_partial {
+                if let Some(due) = self.linger_due(appended_end - segment.staged) {
+                    deadline = Some(deadline.map_or(due, |earlier| earlier.min(due)));
+                    return Step::Wait { seen, deadline };
+                }
+            }
             if let Some(write) = self.build_write(backend, index, force_partial, file) {
                 if write.end >= appended_end {
                     self.writer.partial_wanted = false;
                 }
+                self.writer.linger_since = None;
                 return Step::Write(write);
             }
         } else if segment.phase == Phase::Rolled
@@ -807,7 +818,23 @@ impl State {
         if ready < (coalesce / 2).max(IO_ALIGNMENT) {
             return None;
         }
-        self.build_write(backend, index, false, file)
+        let write = self.build_write(backend, index, false, file)?;
+        self.writer.linger_since = None;
+        Some(write)
+    }
+
+    /// When a write of `pending` new bytes should wait for more appends
+    /// (`LogConfig::write_linger_us`): the time it is due, or None to write now. Bytes whose
+    /// append time is unknown (left over by a write capped at `write_coalesce_bytes`) never
+    /// wait.
+    fn linger_due(&self, pending: u64) -> Option<Instant> {
+        let linger_us = self.config.write_linger_us;
+        let coalesce = align_up(self.config.write_coalesce_bytes.max(IO_ALIGNMENT as usize) as u64);
+        if linger_us == 0 || pending >= (coalesce / 2).max(IO_ALIGNMENT) {
+            return None;
+        }
+        let due = self.writer.linger_since? + Duration::from_micros(linger_us);
+        (Instant::now() < due).then_some(due)
     }
 
     /// Builds the next write of segment `index`: the kept tail page plus new bytes, up to

@@ -121,7 +121,11 @@ fn now_ms() -> TimestampMs {
 }
 
 /// The engine config for a topic's resolved settings.
-pub fn log_config(settings: &TopicSettings, hot_tail_bytes: usize) -> LogConfig {
+pub fn log_config(
+    settings: &TopicSettings,
+    hot_tail_bytes: usize,
+    write_linger_us: u64,
+) -> LogConfig {
     LogConfig {
         segment_bytes: settings.segment_bytes,
         segment_ms: settings.segment_ms,
@@ -136,6 +140,7 @@ pub fn log_config(settings: &TopicSettings, hot_tail_bytes: usize) -> LogConfig 
             TimestampTypeSetting::LogAppendTime => TimestampType::LogAppendTime,
         },
         hot_tail_bytes,
+        write_linger_us,
         ..LogConfig::default()
     }
 }
@@ -326,6 +331,7 @@ impl Shard {
         let config = log_config(
             &settings,
             self.hot_tail_share_bytes(self.partitions.len() + 1),
+            self.config.log_write_linger_us,
         );
         let (log, report) = PartitionLog::open(DirectBackend, dir.clone(), config).await?;
         debug!(shard = %self.id, topic = %topic.name, partition = index, report = ?report, "opened partition");
@@ -372,9 +378,11 @@ impl Shard {
                     Some(state) if changed_configs => {
                         let settings = resolve_settings(&topic.configs, &self.current_config());
                         let hot_tail_bytes = state.log.config().hot_tail_bytes;
-                        state
-                            .log
-                            .update_config(log_config(&settings, hot_tail_bytes));
+                        state.log.update_config(log_config(
+                            &settings,
+                            hot_tail_bytes,
+                            self.config.log_write_linger_us,
+                        ));
                         *state.settings.borrow_mut() = settings;
                         info!(topic = %topic.name, partition = index, "topic config updated");
                     }
@@ -399,9 +407,11 @@ impl Shard {
                 continue;
             }
             let hot_tail_bytes = state.log.config().hot_tail_bytes;
-            state
-                .log
-                .update_config(log_config(&settings, hot_tail_bytes));
+            state.log.update_config(log_config(
+                &settings,
+                hot_tail_bytes,
+                self.config.log_write_linger_us,
+            ));
             *state.settings.borrow_mut() = settings;
             debug!(topic = %state.topic, partition = state.key.partition, "partition settings follow the new broker config");
         }
