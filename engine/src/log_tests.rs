@@ -1098,10 +1098,12 @@ fn small_writes_linger_until_enough_data_or_a_flush() {
         log.append(make_batch(1, 100, NOW), LeaderEpoch(0), NOW)
             .unwrap();
         log.flush().await.unwrap();
-        let state = log.shared.state.borrow();
-        assert_eq!(state.writer.written_through, state.log_end_offset);
-        assert!(state.log_end_offset > Offset(second.last_offset.0 + 1));
-        drop(state);
+        let (written_through, log_end_offset) = {
+            let state = log.shared.state.borrow();
+            (state.writer.written_through, state.log_end_offset)
+        };
+        assert_eq!(written_through, log_end_offset);
+        assert!(log_end_offset > Offset(second.last_offset.0 + 1));
         log.close().await.unwrap();
         let reopened = open(&dir, LogConfig::default()).await;
         assert_eq!(
