@@ -19,6 +19,7 @@ use crate::error::{io_error, BenchError};
 use crate::limits::MachineLimits;
 use crate::load::report::LoadReport;
 use crate::load::stats::Percentiles;
+use crate::load::stats::TimelinePoint;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -132,6 +133,21 @@ fn warmup_s(report: &LoadReport) -> &str {
 
 /// The per-second message rates of a run in thousands, `|` where the warm-up ends.
 fn timeline_line(report: &LoadReport) -> String {
+    timeline_figures(report, |point| format!("{:.0}", point.msgs_per_s / 1000.0))
+}
+
+/// The worst latency of each second of a run in ms, `|` where the warm-up ends (`-` for a
+/// second in which nothing finished).
+fn worst_latency_line(report: &LoadReport) -> String {
+    timeline_figures(report, |point| {
+        point
+            .max_ms
+            .map_or_else(|| "-".to_owned(), |max| format!("{max:.1}"))
+    })
+}
+
+/// One figure per timeline point, `|` where the warm-up ends.
+fn timeline_figures(report: &LoadReport, figure: impl Fn(&TimelinePoint) -> String) -> String {
     let warmup = warmup_s(report).parse::<f64>().ok();
     let mut parts = Vec::with_capacity(report.timeline.len() + 1);
     let mut marked = warmup.is_none_or(|warmup| warmup <= 0.0);
@@ -140,7 +156,7 @@ fn timeline_line(report: &LoadReport) -> String {
             parts.push("|".to_owned());
             marked = true;
         }
-        parts.push(format!("{:.0}", point.msgs_per_s / 1000.0));
+        parts.push(figure(point));
     }
     parts.join(" ")
 }
@@ -271,6 +287,27 @@ fn markdown(
                 "- **{}**{warmup}: {}",
                 label(report),
                 timeline_line(report)
+            );
+        }
+    }
+    let with_latency: Vec<&LoadReport> = reports
+        .iter()
+        .filter(|report| report.timeline.iter().any(|point| point.max_ms.is_some()))
+        .collect();
+    if !with_latency.is_empty() {
+        let _ = writeln!(out, "\n## Worst latency in each second, warm-up included\n");
+        let _ = writeln!(
+            out,
+            "The slowest message (ms) of each second, as the progress line showed it: a stall \
+             shows as one or a few bad seconds, a broker or generator that cannot keep up as a \
+             rise that does not come back down.\n"
+        );
+        for report in with_latency {
+            let _ = writeln!(
+                out,
+                "- **{}**: {}",
+                label(report),
+                worst_latency_line(report)
             );
         }
     }
@@ -653,6 +690,7 @@ mod tests {
                     "msgs_per_s": rate,
                     "MB_per_s": rate / 1000.0,
                     "p99_ms": null,
+                    "max_ms": if index == 1 { serde_json::Value::Null } else { serde_json::json!(rate / 100_000.0) },
                 })
             })
             .collect();
@@ -705,6 +743,22 @@ mod tests {
         assert_eq!(timeline_line(&run), "100 400 | 900");
         let no_warmup = report("consume-catchup", "0", &[5000.0, 6000.0]);
         assert_eq!(timeline_line(&no_warmup), "5 6");
+    }
+
+    #[test]
+    fn worst_latency_per_second_marks_the_warmup_and_empty_seconds() {
+        let run = report(
+            "produce-3p-open-half",
+            "2",
+            &[100_000.0, 400_000.0, 900_000.0],
+        );
+        assert_eq!(worst_latency_line(&run), "1.0 - | 9.0");
+        let text = markdown(&[run], None, &[], "plot.svg", None);
+        assert!(
+            text.contains("## Worst latency in each second")
+                && text.contains("- **produce-3p-open-half**: 1.0 - | 9.0"),
+            "{text}"
+        );
     }
 
     #[test]

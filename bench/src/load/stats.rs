@@ -48,6 +48,10 @@ pub struct Measured {
     pub messages: u64,
     pub payload_bytes: u64,
     pub last: Option<Instant>,
+    /// The highest latency (µs) merged since the progress printer last took it, warm-up
+    /// included: the worst message of about the last second (a recorder merges every
+    /// [`FLUSH_INTERVAL`], so a message may count in the second after the one it finished in).
+    pub interval_max_us: u64,
 }
 
 impl Measured {
@@ -57,6 +61,7 @@ impl Measured {
             messages: 0,
             payload_bytes: 0,
             last: None,
+            interval_max_us: 0,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct LocalRecorder {
     last: Option<Instant>,
     completed: u64,
     completed_bytes: u64,
+    /// Highest latency (µs) since the last merge, warm-up included.
+    interval_max_us: u64,
 }
 
 impl LocalRecorder {
@@ -192,6 +199,7 @@ impl LocalRecorder {
             last: None,
             completed: 0,
             completed_bytes: 0,
+            interval_max_us: 0,
         }
     }
 
@@ -215,6 +223,7 @@ impl LocalRecorder {
     ) {
         self.completed += 1;
         self.completed_bytes += payload_bytes;
+        self.interval_max_us = self.interval_max_us.max(latency_us);
         if intended >= self.measure_from {
             self.histogram
                 .saturating_record(latency_us.clamp(1, LATENCY_MAX_US));
@@ -229,6 +238,7 @@ impl LocalRecorder {
 
     /// Adds a latency sample without counting a message (e.g. one Fetch round trip).
     pub fn sample(&mut self, intended: Instant, latency_us: u64) {
+        self.interval_max_us = self.interval_max_us.max(latency_us);
         if intended >= self.measure_from {
             self.histogram
                 .saturating_record(latency_us.clamp(1, LATENCY_MAX_US));
@@ -261,7 +271,7 @@ impl LocalRecorder {
     /// Merges into the shared state and starts over, waiting for the lock (the end of a run).
     pub fn flush(&mut self) {
         self.add_counts();
-        if self.messages == 0 && self.histogram.is_empty() {
+        if self.is_empty() {
             return;
         }
         let shared = Arc::clone(&self.shared);
@@ -272,7 +282,7 @@ impl LocalRecorder {
     /// the next try (the run's periodic merge: a load thread never blocks on the lock).
     pub fn try_flush(&mut self) {
         self.add_counts();
-        if self.messages == 0 && self.histogram.is_empty() {
+        if self.is_empty() {
             return;
         }
         let shared = Arc::clone(&self.shared);
@@ -280,6 +290,11 @@ impl LocalRecorder {
         if let Some(measured) = measured {
             self.merge_into(measured);
         }
+    }
+
+    /// Nothing to merge.
+    fn is_empty(&self) -> bool {
+        self.messages == 0 && self.histogram.is_empty() && self.interval_max_us == 0
     }
 
     fn merge_into(&mut self, mut measured: MutexGuard<'_, Measured>) {
@@ -290,10 +305,12 @@ impl LocalRecorder {
         if let Some(last) = self.last {
             measured.last = Some(measured.last.map_or(last, |seen| seen.max(last)));
         }
+        measured.interval_max_us = measured.interval_max_us.max(self.interval_max_us);
         self.histogram.reset();
         self.messages = 0;
         self.payload_bytes = 0;
         self.last = None;
+        self.interval_max_us = 0;
     }
 }
 
@@ -337,6 +354,10 @@ pub struct TimelinePoint {
     pub msgs_per_s: f64,
     pub MB_per_s: f64,
     pub p99_ms: Option<f64>,
+    /// The worst latency of about this second (see [`Measured::interval_max_us`]), warm-up
+    /// included; None when nothing finished with a latency.
+    #[serde(default)]
+    pub max_ms: Option<f64>,
 }
 
 /// Prints a progress line to stderr once per call (the caller ticks every second).
@@ -380,10 +401,12 @@ impl Progress {
         self.last_completed = completed;
         self.last_bytes = bytes;
         self.last_at = now;
-        let p99_ms = {
-            let measured = self.shared.measured(self.metric);
-            (!measured.histogram.is_empty())
-                .then(|| measured.histogram.value_at_quantile(0.99) as f64 / 1000.0)
+        let (p99_ms, max_ms) = {
+            let mut measured = self.shared.measured(self.metric);
+            let p99_ms = (!measured.histogram.is_empty())
+                .then(|| measured.histogram.value_at_quantile(0.99) as f64 / 1000.0);
+            let max_us = std::mem::take(&mut measured.interval_max_us);
+            (p99_ms, (max_us > 0).then_some(max_us as f64 / 1000.0))
         };
         let t_s = now
             .saturating_duration_since(self.shared.start())
@@ -399,8 +422,9 @@ impl Progress {
         } else {
             String::new()
         };
+        let max = max_ms.map_or_else(String::new, |max| format!("  max this s {max:.2} ms"));
         eprintln!(
-            "[{t_s:6.1}s] {:>10} msgs/s {:>8.1} MB/s  p99 {}{in_flight}  errors {}{phase}",
+            "[{t_s:6.1}s] {:>10} msgs/s {:>8.1} MB/s  p99 {}{max}{in_flight}  errors {}{phase}",
             group_thousands(msgs_per_s),
             mb_per_s,
             p99_ms.map_or_else(|| "-".to_owned(), |p99| format!("{p99:.2} ms")),
@@ -411,6 +435,7 @@ impl Progress {
             msgs_per_s,
             MB_per_s: mb_per_s,
             p99_ms,
+            max_ms,
         });
     }
 }
@@ -471,6 +496,31 @@ mod tests {
         assert_eq!(measured.messages, 2);
         assert_eq!(measured.histogram.len(), 2);
         assert_eq!(measured.payload_bytes, 20);
+    }
+
+    #[test]
+    fn each_progress_tick_takes_the_worst_latency_since_the_last_one() {
+        // Warm-up for an hour: the worst latency per second counts warm-up messages too.
+        let shared = Shared::new(Duration::from_secs(3600));
+        let start = shared.start();
+        let mut recorder = LocalRecorder::new(Arc::clone(&shared), Metric::Produce);
+        let mut progress = Progress::new(Arc::clone(&shared), Metric::Produce);
+        recorder.record(start, start + Duration::from_micros(700), 1);
+        recorder.record(start, start + Duration::from_millis(12), 1);
+        recorder.record(start, start + Duration::from_micros(900), 1);
+        recorder.flush();
+        progress.tick();
+        recorder.record(start, start + Duration::from_micros(2500), 1);
+        recorder.flush();
+        progress.tick();
+        progress.tick();
+        let worst: Vec<Option<f64>> = progress.timeline.iter().map(|point| point.max_ms).collect();
+        assert_eq!(worst, [Some(12.0), Some(2.5), None]);
+        assert_eq!(
+            shared.measured(Metric::Produce).messages,
+            0,
+            "all in the warm-up"
+        );
     }
 
     #[test]
