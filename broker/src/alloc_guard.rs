@@ -107,30 +107,100 @@ unsafe impl GlobalAlloc for GuardedAlloc {
     }
 }
 
-/// How often [`spawn_memory_trimmer`] hands freed heap memory back to the kernel.
+/// How often [`spawn_memory_trimmer`] looks at whether the broker went idle.
 pub const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Starts a thread that returns the allocator's free memory to the kernel every `interval`.
+/// The broker counts as idle over an interval in which it used less than this share of one
+/// core (all its threads together).
+const TRIM_IDLE_CPU_SHARE: f64 = 0.05;
+/// An idle broker is trimmed again after this many intervals even without busy ones between
+/// (light traffic under the idle share still frees memory now and then).
+const TRIM_IDLE_REPEAT_INTERVALS: u32 = 12;
+
+/// When to hand freed memory back: after the broker has been busy and then went idle, never
+/// while it is busy. Under load a trim only hurts: it holds each arena's lock while it walks
+/// the free chunks, and the pages it releases are faulted back in (and zeroed) by the next
+/// requests.
+#[derive(Debug, Default)]
+struct TrimPolicy {
+    busy_since_trim: bool,
+    idle_intervals_since_trim: u32,
+}
+
+impl TrimPolicy {
+    /// Called once per interval with the CPU time the process used in it.
+    fn should_trim(
+        &mut self,
+        cpu_used: std::time::Duration,
+        interval: std::time::Duration,
+    ) -> bool {
+        if cpu_used.as_secs_f64() >= interval.as_secs_f64() * TRIM_IDLE_CPU_SHARE {
+            self.busy_since_trim = true;
+            return false;
+        }
+        self.idle_intervals_since_trim = self.idle_intervals_since_trim.saturating_add(1);
+        if self.busy_since_trim || self.idle_intervals_since_trim >= TRIM_IDLE_REPEAT_INTERVALS {
+            self.busy_since_trim = false;
+            self.idle_intervals_since_trim = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// CPU time (user + system) of the whole process so far; None if the kernel refuses.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn process_cpu_time() -> Option<std::time::Duration> {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we own for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let micros = |time: libc::timeval| {
+        u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000
+            + u64::try_from(time.tv_usec).unwrap_or(0)
+    };
+    Some(std::time::Duration::from_micros(
+        micros(usage.ru_utime) + micros(usage.ru_stime),
+    ))
+}
+
+/// Starts a thread that returns the allocator's free memory to the kernel once the broker
+/// goes idle (checked every `interval`, see [`TrimPolicy`]).
 ///
 /// glibc keeps memory freed by the shards in its arenas: after a burst (10,000 partitions
 /// produced at full rate hold ~1.3 GB of request buffers while their writes are queued) the
 /// broker stayed at 1.5-1.8 GB resident once idle, although only a few hundred MB were
 /// still allocated. `malloc_trim(0)` releases the free pages of every arena with
-/// `MADV_DONTNEED`. It runs on its own thread so no shard ever waits for it (it only takes
-/// each arena's lock briefly). Elsewhere than glibc this does nothing. Call it after the
-/// shutdown signals are blocked: the thread inherits the mask, and a thread that does not
-/// block SIGTERM would let the default action kill the broker (see `signals`).
+/// `MADV_DONTNEED`. It runs on its own thread so no shard calls it, and only when the broker
+/// is idle. Elsewhere than glibc this does nothing. Call it after the shutdown signals are
+/// blocked: the thread inherits the mask, and a thread that does not block SIGTERM would let
+/// the default action kill the broker (see `signals`).
 pub fn spawn_memory_trimmer(interval: std::time::Duration) -> std::io::Result<()> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         std::thread::Builder::new()
             .name("vaart-trim".to_string())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                // SAFETY: malloc_trim has no preconditions; it only inspects the allocator's
-                // own state under the arenas' locks.
-                unsafe {
-                    libc::malloc_trim(0);
+            .spawn(move || {
+                let mut policy = TrimPolicy::default();
+                let mut last_cpu = process_cpu_time();
+                loop {
+                    std::thread::sleep(interval);
+                    let cpu = process_cpu_time();
+                    // Unknown CPU time counts as busy: never trim blindly under load.
+                    let used = match (cpu, last_cpu) {
+                        (Some(now), Some(before)) => now.saturating_sub(before),
+                        _ => interval,
+                    };
+                    last_cpu = cpu;
+                    if policy.should_trim(used, interval) {
+                        // SAFETY: malloc_trim has no preconditions; it only inspects the
+                        // allocator's own state under the arenas' locks.
+                        unsafe {
+                            libc::malloc_trim(0);
+                        }
+                    }
                 }
             })?;
     }
@@ -142,6 +212,25 @@ pub fn spawn_memory_trimmer(interval: std::time::Duration) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_is_trimmed_once_the_broker_goes_idle_and_never_while_busy() {
+        let interval = std::time::Duration::from_secs(5);
+        let busy = std::time::Duration::from_secs(2);
+        let idle = std::time::Duration::from_millis(10);
+        let mut policy = TrimPolicy::default();
+        let decisions: Vec<bool> = [busy, busy, idle, idle, busy, idle]
+            .into_iter()
+            .map(|used| policy.should_trim(used, interval))
+            .collect();
+        assert_eq!(decisions, [false, false, true, false, false, true]);
+        // Idle all along: trimmed again only every TRIM_IDLE_REPEAT_INTERVALS intervals.
+        let mut policy = TrimPolicy::default();
+        let trims = (0..3 * TRIM_IDLE_REPEAT_INTERVALS)
+            .filter(|_| policy.should_trim(idle, interval))
+            .count();
+        assert_eq!(trims, 3);
+    }
 
     #[test]
     fn absurd_capacity_does_not_abort() {
