@@ -346,7 +346,7 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
             let (limit, limit_mb) = limits.produce_bound();
             let fraction = report.MB_per_s / limit_mb;
             lines.push(format!(
-                "Produce 1 KiB, 3 partitions, acks=1: {:.1} MB/s = {:.0}% of {limit} ({limit_mb:.0} MB/s); goal 80%: {}.",
+                "Produce 1 KiB, 3 partitions, acks=1: {:.1} MB/s = {:.1}% of {limit} ({limit_mb:.0} MB/s); goal 80%: {}.",
                 report.MB_per_s,
                 fraction * 100.0,
                 verdict(fraction >= 0.8)
@@ -371,7 +371,7 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
             let (limit, limit_mb) = limits.consume_bound();
             let fraction = report.MB_per_s / limit_mb;
             lines.push(format!(
-                "Consume catch-up: {:.1} MB/s = {:.0}% of {limit} ({limit_mb:.0} MB/s); goal 90%: {}.",
+                "Consume catch-up: {:.1} MB/s = {:.1}% of {limit} ({limit_mb:.0} MB/s); goal 90%: {}.",
                 report.MB_per_s,
                 fraction * 100.0,
                 verdict(fraction >= 0.9)
@@ -395,7 +395,7 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
                 .unwrap_or_else(|| "?".to_owned())
         };
         lines.push(format!(
-            "Produce with 10,000 partitions: {:.1} MB/s vs {:.1} MB/s with 3 ({:.0}%; batch.size {} and {} bytes); goal within 20%: {}.",
+            "Produce with 10,000 partitions: {:.1} MB/s vs {:.1} MB/s with 3 ({:.1}%; batch.size {} and {} bytes); goal within 20%: {}.",
             many.MB_per_s,
             few.MB_per_s,
             ratio * 100.0,
