@@ -219,6 +219,9 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<i64>,
     /// `flush.on.ack.all` (Vaart): fdatasync before answering acks=all.
     pub flush_on_ack_all: bool,
+    /// `produce.ack.after.write` (Vaart): acks=1 (and acks=all without `flush.on.ack.all`)
+    /// answer once the data is written to the segment file, not once it is appended in memory.
+    pub produce_ack_after_write: bool,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampTypeSetting,
     /// `log.cleanup.policy`: `delete`, `compact` or `compact,delete`.
@@ -600,6 +603,16 @@ pub static SETTINGS: &[SettingDef] = &[
         },
     },
     SettingDef {
+        name: "produce.ack.after.write",
+        aliases: &[],
+        default: Some("false"),
+        doc: "Answer acks=1 (and acks=all without flush.on.ack.all) only once the data is written to the segment file, so that an acknowledged message survives the broker process being killed (as Kafka's page cache keeps it). Costs about one disk write of latency per produce.",
+        apply: |c, v| {
+            c.produce_ack_after_write = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    SettingDef {
         name: "log.message.timestamp.type",
         aliases: &[],
         default: Some("CreateTime"),
@@ -962,6 +975,7 @@ impl BrokerConfig {
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: None,
             flush_on_ack_all: true,
+            produce_ack_after_write: false,
             log_message_timestamp_type: TimestampTypeSetting::CreateTime,
             log_cleanup_policy: "delete".to_string(),
             log_cleaner_enable: true,

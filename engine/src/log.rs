@@ -583,6 +583,17 @@ impl<B: Backend> PartitionLog<B> {
 
     /// Returns when every batch appended before the call is written and fdatasync'ed.
     pub async fn flush(&self) -> Result<(), LogError> {
+        self.wait_for(Durability::Synced).await
+    }
+
+    /// Returns when every batch appended before the call is written to its segment file: on
+    /// the device (O_DIRECT), so it survives the process being killed, but not necessarily
+    /// a power failure until a flush. Small writes do not linger (`write_linger_us`) for it.
+    pub async fn written(&self) -> Result<(), LogError> {
+        self.wait_for(Durability::Written).await
+    }
+
+    async fn wait_for(&self, durability: Durability) -> Result<(), LogError> {
         let target = self.shared.state.borrow().log_end_offset;
         loop {
             let seen = self.shared.progress.generation();
@@ -592,14 +603,22 @@ impl<B: Backend> PartitionLog<B> {
                     return Err(LogError::Poisoned);
                 }
                 let target = target.min(state.log_end_offset);
-                if state.writer.synced_offset >= target {
+                let reached = match durability {
+                    Durability::Synced => state.writer.synced_offset,
+                    Durability::Written => state.writer.written_through,
+                };
+                if reached >= target {
                     return Ok(());
                 }
                 if state.writer.exited {
                     return Err(LogError::Closed);
                 }
-                if state.writer.flush_requested < target {
-                    state.writer.flush_requested = target;
+                let requested = match durability {
+                    Durability::Synced => &mut state.writer.flush_requested,
+                    Durability::Written => &mut state.writer.write_requested,
+                };
+                if *requested < target {
+                    *requested = target;
                     self.shared.wake_writer.notify_all();
                 }
             }
@@ -1522,6 +1541,15 @@ fn partition_point_from(start: usize, end: usize, predicate: impl Fn(usize) -> b
 
 /// Path of the log directory for a topic partition under a data directory, Kafka style:
 /// `<data_dir>/<topic>-<partition>`.
+/// What [`PartitionLog::wait_for`] waits for.
+#[derive(Debug, Clone, Copy)]
+enum Durability {
+    /// Written to the segment file (survives the process, not a power failure).
+    Written,
+    /// Written and fdatasync'ed.
+    Synced,
+}
+
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }

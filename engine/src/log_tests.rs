@@ -1113,3 +1113,36 @@ fn small_writes_linger_until_enough_data_or_a_flush() {
         reopened.close().await.unwrap();
     });
 }
+
+/// `written` returns once the data is in the segment file: it does not wait for the write
+/// linger (nor for an fdatasync).
+#[test]
+fn written_forces_the_write_without_a_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        let config = LogConfig {
+            write_linger_us: 3_600_000_000,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        log.append(make_batch(3, 100, NOW), LeaderEpoch(0), NOW)
+            .unwrap();
+        log.written().await.unwrap();
+        let (written_through, synced, log_end_offset) = {
+            let state = log.shared.state.borrow();
+            (
+                state.writer.written_through,
+                state.writer.synced_offset,
+                state.log_end_offset,
+            )
+        };
+        assert_eq!(
+            written_through, log_end_offset,
+            "partial page written at once"
+        );
+        assert_eq!(synced, Offset(0), "no fdatasync was asked for");
+        assert_eq!(log.writer_stats().flushes, 0);
+        log.close().await.unwrap();
+    });
+}

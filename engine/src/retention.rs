@@ -262,6 +262,7 @@ impl State {
         self.writer.tail_page.clear();
         self.writer.synced_offset = self.writer.synced_offset.min(log_end_offset);
         self.writer.flush_requested = self.writer.flush_requested.min(log_end_offset);
+        self.writer.write_requested = self.writer.write_requested.min(log_end_offset);
         self.writer.unwritten_bytes = self
             .segments
             .iter()

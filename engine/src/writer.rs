@@ -47,6 +47,8 @@ pub(crate) struct WriterState {
     pub(crate) synced_offset: Offset,
     /// Highest offset a flush (explicit or by policy) waits for.
     pub(crate) flush_requested: Offset,
+    /// Highest offset a `PartitionLog::written` caller waits for (written, not synced).
+    pub(crate) write_requested: Offset,
     pub(crate) appended_bytes_total: u64,
     pub(crate) synced_bytes_total: u64,
     pub(crate) first_unsynced_at: Option<Instant>,
@@ -113,6 +115,7 @@ impl WriterState {
             written_through: log_end_offset,
             synced_offset: log_end_offset,
             flush_requested: log_end_offset,
+            write_requested: log_end_offset,
             appended_bytes_total: 0,
             synced_bytes_total: 0,
             first_unsynced_at: None,
@@ -754,7 +757,9 @@ impl State {
                 appended_snapshot: self.writer.appended_bytes_total,
             });
         }
+        let write_target = self.writer.write_requested.min(self.log_end_offset);
         let force_partial = target > self.writer.written_through
+            || write_target > self.writer.written_through
             || segment.phase == Phase::Rolled
             || self.closing
             || self.writer.partial_wanted;

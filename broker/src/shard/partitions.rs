@@ -560,7 +560,8 @@ impl Shard {
     /// appended data is fdatasync'ed.
     pub async fn produce_local(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceOutcome> {
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut to_flush: Vec<(usize, Rc<PartitionState>)> = Vec::new();
+        // (outcome position, partition, fdatasync too): answers that wait for the disk.
+        let mut to_flush: Vec<(usize, Rc<PartitionState>, bool)> = Vec::new();
         for item in items {
             let Some(state) = self.partitions.get(&item.key) else {
                 outcomes.push(ProduceOutcome::failed(
@@ -579,6 +580,11 @@ impl Shard {
             }
             let now = now_ms();
             let flush_for_ack = acks == -1 && self.config.flush_on_ack_all;
+            // With `produce.ack.after.write`, acks=1 (and acks=all without the fdatasync)
+            // answers once the data is in the segment file, as Kafka answers once it is in its
+            // log (the page cache): an acknowledged message then survives the broker's process
+            // being killed. Otherwise the answer follows the append in memory.
+            let wait_for_disk = flush_for_ack || (acks != 0 && self.config.produce_ack_after_write);
             // Idempotence: check, append and record with no await in between.
             let producer_batches = match check_producers(
                 &state,
@@ -588,8 +594,8 @@ impl Shard {
             ) {
                 ProducerCheck::Append(batches) => batches,
                 ProducerCheck::Answer(outcome) => {
-                    if flush_for_ack && outcome.error.is_none() {
-                        to_flush.push((outcomes.len(), state.clone()));
+                    if wait_for_disk && outcome.error.is_none() {
+                        to_flush.push((outcomes.len(), state.clone(), flush_for_ack));
                     }
                     outcomes.push(outcome);
                     continue;
@@ -629,8 +635,8 @@ impl Shard {
                             .unflushed_messages
                             .set(if flush_for_ack { 0 } else { unflushed });
                     }
-                    if flush_for_ack {
-                        to_flush.push((outcomes.len(), state.clone()));
+                    if wait_for_disk {
+                        to_flush.push((outcomes.len(), state.clone(), flush_for_ack));
                     }
                     outcomes.push(ProduceOutcome {
                         error: None,
@@ -652,17 +658,21 @@ impl Shard {
         // Group commit: flush every partition concurrently, then answer.
         let flushes: Vec<(usize, glommio::Task<Result<(), LogError>>)> = to_flush
             .into_iter()
-            .map(|(position, state)| {
+            .map(|(position, state, sync)| {
                 let log = state.log.clone();
-                (
-                    position,
-                    glommio::spawn_local(async move { log.flush().await }),
-                )
+                let wait = async move {
+                    if sync {
+                        log.flush().await
+                    } else {
+                        log.written().await
+                    }
+                };
+                (position, glommio::spawn_local(wait))
             })
             .collect();
         for (position, flush) in flushes {
             if let Err(err) = flush.await {
-                error!(error = %err, "flush for acks=all failed");
+                error!(error = %err, acks, "write or flush before the produce answer failed");
                 if let Some(outcome) = outcomes.get_mut(position) {
                     *outcome = ProduceOutcome::failed(log_error_code(&err), Some(err.to_string()));
                 }
