@@ -571,7 +571,12 @@ fn random_operations(seed: u64) {
                     model.push((next, batch.to_vec()));
                     next += records as i64;
                 }
-                70..=79 => log.flush().await.unwrap(),
+                70..=74 => log.flush().await.unwrap(),
+                75..=79 => {
+                    log.written().await.unwrap();
+                    let state = log.shared.state.borrow();
+                    assert_eq!(state.writer.written_through, Offset(next), "step {step}");
+                }
                 80..=86 if !model.is_empty() => {
                     let keep = rng.gen_range(0..model.len());
                     let (base, batch) = &model[keep];
