@@ -23,7 +23,9 @@ use clap::Args;
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
 use vaart_engine::testing::batch_of_size;
-use vaart_engine::{DirectBackend, LeaderEpoch, LogConfig, PartitionLog, TimestampMs};
+use vaart_engine::{
+    glommio_path, DirectBackend, LeaderEpoch, LogConfig, PartitionLog, TimestampMs,
+};
 
 use crate::error::{io_error, BenchError};
 use crate::machine::MachineInfo;
@@ -182,7 +184,7 @@ pub(crate) async fn raw_direct_write(
     in_flight: usize,
 ) -> Result<CaseResult, BenchError> {
     let file = Rc::new(
-        DmaFile::create(path)
+        DmaFile::create(glommio_path(path).map_err(io_error("resolve", path))?)
             .await
             .map_err(io_error("create", path))?,
     );

@@ -21,6 +21,7 @@ use clap::Args;
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
+use vaart_engine::glommio_path;
 
 use crate::disk::{raw_direct_write, ScratchDir};
 use crate::error::{io_error, BenchError};
@@ -206,7 +207,12 @@ fn fill_file(path: &Path, total_bytes: u64) -> Result<(), BenchError> {
 
 /// Sequential O_DIRECT reads of 1 MiB with a few in flight; MB/s.
 async fn raw_direct_read(path: &Path, total_bytes: u64) -> Result<f64, BenchError> {
-    let file = Rc::new(DmaFile::open(path).await.map_err(io_error("open", path))?);
+    let absolute = glommio_path(path).map_err(io_error("resolve", path))?;
+    let file = Rc::new(
+        DmaFile::open(absolute)
+            .await
+            .map_err(io_error("open", path))?,
+    );
     let start = Instant::now();
     let mut pending = VecDeque::with_capacity(IO_IN_FLIGHT);
     let mut position = 0u64;

@@ -41,8 +41,8 @@ pub mod types;
 mod writer;
 
 pub use backend::{
-    prime_direct_io, Backend, BackendFile, DirectBackend, FaultConfig, FaultHandle, FaultyBackend,
-    FileHandle, OpenMode, ReadBuf,
+    glommio_path, prime_direct_io, Backend, BackendFile, DirectBackend, FaultConfig, FaultHandle,
+    FaultyBackend, FileHandle, OpenMode, ReadBuf,
 };
 pub use batch::{validate_batches, BatchHeader, BatchSummary, Compression, BATCH_HEADER_LEN};
 pub use checkpoint::LOG_START_CHECKPOINT;

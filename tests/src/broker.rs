@@ -34,6 +34,7 @@ pub struct BrokerOptions {
     node_id: Option<i32>,
     settings: Vec<(String, String)>,
     config_file: Option<PathBuf>,
+    relative_data_dir: bool,
 }
 
 impl BrokerOptions {
@@ -57,6 +58,13 @@ impl BrokerOptions {
     /// `--set NAME=VALUE`, a setting by its Kafka name (e.g. `auto.create.topics.enable`).
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Run the broker in its work folder with `--data-dir data`, a relative path (as the
+    /// default `./vaart-data` is); [`Broker::data_dir`] still gives the absolute one.
+    pub fn relative_data_dir(mut self) -> Self {
+        self.relative_data_dir = true;
         self
     }
 
@@ -308,13 +316,21 @@ impl Broker {
         self.start_count += 1;
         let stderr = self.open_log("vaart.stderr");
         let stdout = self.open_log("vaart.stdout");
-        let mut command = Command::new(&self.binary);
+        let binary = match std::path::absolute(&self.binary) {
+            Ok(binary) => binary,
+            Err(error) => self.fail(format!("resolving {}: {error}", self.binary.display())),
+        };
+        let mut command = Command::new(binary);
         command
             .arg("start")
             .arg("--listen")
             .arg(self.bootstrap())
-            .arg("--data-dir")
-            .arg(self.data_dir());
+            .arg("--data-dir");
+        if self.options.relative_data_dir {
+            command.current_dir(&self.workdir_path).arg("data");
+        } else {
+            command.arg(self.data_dir());
+        }
         if let Some(shards) = self.options.shards {
             command.arg("--shards").arg(shards.to_string());
         }

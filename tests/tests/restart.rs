@@ -386,6 +386,35 @@ fn acknowledged_messages_survive_sigkill_during_produce() {
     acknowledged_survive(Broker::kill, "crash-in-flight");
 }
 
+/// A relative data dir (the default is `./vaart-data`): glommio opens paths with
+/// `openat(-1, ..)`, so before the fix every new partition's log was poisoned at its first
+/// directory fsync ("Bad file descriptor") and acks=all produces failed.
+#[test]
+fn relative_data_dir_keeps_messages_across_a_restart() {
+    let mut broker = BrokerOptions::new().relative_data_dir().start();
+    let admin = Admin::new(&broker.bootstrap());
+    broker.check(
+        admin.create_topic("relative", 3, &[("segment.bytes", SEGMENT_BYTES)]),
+        "create topic",
+    );
+    drop(admin);
+    let workload = Workload::new(PAYLOAD_BYTES);
+    let deliveries = produce_acknowledged(&broker, "relative", &workload, 0..500);
+    // acks=all answers came after the fdatasyncs: SIGKILL must not lose any of them.
+    broker.kill();
+    broker.restart();
+    let (consumed, found) = consume_all(&broker, "relative", &workload, 500);
+    assert_eq!(consumed, 500);
+    workload::assert_acknowledged_present(&found, &deliveries);
+    let log = std::fs::read_to_string(broker.stderr_path()).unwrap_or_default();
+    assert!(
+        !log.contains("poisoned"),
+        "a log was poisoned:\n{}",
+        broker.stderr_tail()
+    );
+    broker.stop();
+}
+
 /// acks=1 with `produce.ack.after.write`: an answer means the data is in the segment file, so
 /// SIGKILL loses nothing acknowledged (as a killed Kafka broker keeps its page cache).
 #[test]

@@ -1,6 +1,7 @@
 //! The production backend: glommio `DmaFile` (O_DIRECT through io_uring).
 
 use std::{
+    borrow::Cow,
     io,
     path::{Path, PathBuf},
     rc::Rc,
@@ -59,6 +60,19 @@ impl BackendFile for DirectFile {
     }
 }
 
+/// `path`, made absolute against the current directory if it is relative. glommio 0.9 opens
+/// files and directories with `openat(-1, path)` instead of `AT_FDCWD`, so a relative path
+/// fails with EBADF ("Bad file descriptor"): with the broker's default `./vaart-data` every
+/// new partition's log was poisoned at its first directory fsync. Every path this module
+/// hands to glommio goes through here.
+pub fn glommio_path(path: &Path) -> io::Result<Cow<'_, Path>> {
+    if path.is_absolute() {
+        Ok(Cow::Borrowed(path))
+    } else {
+        std::path::absolute(path).map(Cow::Owned)
+    }
+}
+
 impl Backend for DirectBackend {
     fn open<'a>(&'a self, path: &'a Path, mode: OpenMode) -> IoFuture<'a, FileHandle> {
         Box::pin(async move {
@@ -73,7 +87,7 @@ impl Backend for DirectBackend {
                     options.create(true).truncate(true);
                 }
             }
-            let file = options.dma_open(path).await?;
+            let file = options.dma_open(glommio_path(path)?).await?;
             let handle: FileHandle = Rc::new(DirectFile {
                 file,
                 path: path.to_path_buf(),
@@ -114,7 +128,7 @@ impl Backend for DirectBackend {
 
     fn sync_dir<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, ()> {
         Box::pin(async move {
-            let directory = glommio::io::Directory::open(dir).await?;
+            let directory = glommio::io::Directory::open(glommio_path(dir)?).await?;
             let synced = directory.sync().await;
             directory.close().await?;
             Ok(synced?)
@@ -139,7 +153,9 @@ pub async fn prime_direct_io(data_dir: &Path) -> Result<(), LogError> {
         std::fs::write(&path, vec![b'V'; 4096])
             .map_err(|error| LogError::io("write probe file", &path, error))?;
     }
-    let file = DmaFile::open(&path)
+    let absolute =
+        glommio_path(&path).map_err(|error| LogError::io("resolve probe file", &path, error))?;
+    let file = DmaFile::open(&absolute)
         .await
         .map_err(|error| LogError::io("open probe file", &path, error.into()))?;
     let read = file.read_at_aligned(0, 4096).await;

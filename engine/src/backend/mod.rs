@@ -21,7 +21,7 @@ use std::{
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, ReadResult};
 
-pub use direct::{prime_direct_io, DirectBackend, PROBE_FILE_NAME};
+pub use direct::{glommio_path, prime_direct_io, DirectBackend, PROBE_FILE_NAME};
 pub use faulty::{FaultConfig, FaultHandle, FaultyBackend};
 
 /// Alignment of every write position and length (and of write buffers).
