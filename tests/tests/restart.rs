@@ -29,6 +29,15 @@ fn producer_with_acks(broker: &Broker, acks: &str) -> RecordingProducer {
     clients::recording_producer(&broker.bootstrap(), acks, "none", &[])
 }
 
+/// Creates `topic` with the 3 partitions of [`PARTITIONS`] and small segments.
+fn create_topic(broker: &Broker, topic: &str) {
+    let admin = Admin::new(&broker.bootstrap());
+    broker.check(
+        admin.create_topic(topic, 3, &[("segment.bytes", SEGMENT_BYTES)]),
+        "create topic",
+    );
+}
+
 /// Produces `ids` with acks=all and flushes; every one must be acknowledged.
 fn produce_acknowledged(
     broker: &Broker,
@@ -238,12 +247,7 @@ fn sigterm_restart_keeps_topics_ids_configs_and_messages_and_offsets_continue() 
 #[test]
 fn sigkill_after_acks_all_flush_keeps_every_acknowledged_message() {
     let mut broker = BrokerOptions::new().shards(2).start();
-    let admin = Admin::new(&broker.bootstrap());
-    broker.check(
-        admin.create_topic("durable", 3, &[("segment.bytes", SEGMENT_BYTES)]),
-        "create topic",
-    );
-    drop(admin);
+    create_topic(&broker, "durable");
     let workload = Workload::new(PAYLOAD_BYTES);
     let count = 5_000;
     let deliveries = produce_acknowledged(&broker, "durable", &workload, 0..count);
@@ -355,12 +359,7 @@ fn acknowledged_survive_with(
     topic: &str,
 ) {
     let mut broker = options.shards(2).start();
-    let admin = Admin::new(&broker.bootstrap());
-    broker.check(
-        admin.create_topic(topic, 3, &[("segment.bytes", SEGMENT_BYTES)]),
-        "create topic",
-    );
-    drop(admin);
+    create_topic(&broker, topic);
     let workload = Workload::new(PAYLOAD_BYTES);
     let deliveries = stop_during_produce(&mut broker, topic, &workload, 3_000, acks, stop);
     let acknowledged = deliveries
@@ -392,12 +391,7 @@ fn acknowledged_messages_survive_sigkill_during_produce() {
 #[test]
 fn relative_data_dir_keeps_messages_across_a_restart() {
     let mut broker = BrokerOptions::new().relative_data_dir().start();
-    let admin = Admin::new(&broker.bootstrap());
-    broker.check(
-        admin.create_topic("relative", 3, &[("segment.bytes", SEGMENT_BYTES)]),
-        "create topic",
-    );
-    drop(admin);
+    create_topic(&broker, "relative");
     let workload = Workload::new(PAYLOAD_BYTES);
     let deliveries = produce_acknowledged(&broker, "relative", &workload, 0..500);
     // acks=all answers came after the fdatasyncs: SIGKILL must not lose any of them.
