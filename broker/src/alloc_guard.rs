@@ -148,6 +148,33 @@ impl TrimPolicy {
     }
 }
 
+/// Largest allocation glibc serves from its arenas rather than with its own `mmap`.
+const MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
+/// Free memory at the top of an arena that glibc keeps instead of returning it on `free`.
+const TRIM_THRESHOLD_BYTES: libc::c_int = 1 << 30;
+
+/// Sets glibc's allocation thresholds for a broker; call once at startup, before the shards
+/// start.
+///
+/// glibc serves allocations above a threshold (128 KiB at first, raised as such blocks are
+/// freed) with their own `mmap`, and returns free memory at the top of an arena on `free`
+/// once it exceeds twice that. Request buffers are 16 KiB to 1 MiB, allocated and freed
+/// thousands of times a second: with the defaults many of them cost an `mmap`, page faults
+/// (and zeroing) on first touch and a `munmap`, or a trim and the faults again. With buffers
+/// up to 4 MiB served from the arenas and no trimming on `free` (the memory trimmer hands
+/// free memory back once the broker is idle), open-loop produce at 830,000 msgs/s had its
+/// p99 at 1.6-3.4 ms against 3.9-6.0 ms without, in 4 alternating pairs of runs (and
+/// 2.8-3.3 against 4.0-4.7 ms in 3 pairs with `GLIBC_TUNABLES` set to the same values).
+/// Elsewhere than glibc this does nothing.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}
+
 /// CPU time (user + system) of the whole process so far; None if the kernel refuses.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn process_cpu_time() -> Option<std::time::Duration> {

@@ -85,6 +85,7 @@ pub enum ServerError {
 /// Runs the broker until SIGTERM/SIGINT; returns after every shard stopped. `config` is the
 /// static configuration loaded from `inputs` (kept for SIGHUP reloads).
 pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError> {
+    crate::alloc_guard::tune_allocator();
     let config = Arc::new(config);
     let data_dir = config.data_dir.clone();
     fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir {
