@@ -1244,11 +1244,11 @@ impl State {
     ///
     /// Only written entries are copied (written entries over the hot-tail budget are already
     /// gone: `evict_tail` runs when a write completes). An entry still waiting for its write
-    /// is checked again one hold later, and the writer is told to write the partial last page it would otherwise
-    /// keep back until more data comes: copying unwritten entries only spent CPU when the
-    /// shard was already behind on writes (with 10,000 partitions this copy was a third of
-    /// the shard's time), and an entry whose last page is never written could never leave
-    /// the tail (10,000 idle partitions kept 1.3 GB that way).
+    /// is checked again one hold later, and the writer is told to write the partial last
+    /// page it would otherwise keep back until more data comes: copying unwritten entries
+    /// only spent CPU when the shard was already behind on writes (with 10,000 partitions
+    /// this copy was a third of the shard's time), and an entry whose last page is never
+    /// written could never leave the tail (10,000 idle partitions kept 1.3 GB that way).
     pub(crate) fn release_borrowed_tail(&mut self, now: Instant) -> Option<Instant> {
         let hold = std::time::Duration::from_millis(TAIL_BORROW_MS_MAX);
         while let Some(&(appended_at, segment_id, position)) = self.tail_borrowed.front() {
@@ -1539,8 +1539,6 @@ fn partition_point_from(start: usize, end: usize, predicate: impl Fn(usize) -> b
     low - start
 }
 
-/// Path of the log directory for a topic partition under a data directory, Kafka style:
-/// `<data_dir>/<topic>-<partition>`.
 /// What [`PartitionLog::wait_for`] waits for.
 #[derive(Debug, Clone, Copy)]
 enum Durability {
@@ -1550,6 +1548,8 @@ enum Durability {
     Synced,
 }
 
+/// Path of the log directory for a topic partition under a data directory, Kafka style:
+/// `<data_dir>/<topic>-<partition>`.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
