@@ -818,9 +818,8 @@ impl State {
         {
             return None;
         }
-        let coalesce = align_up(self.config.write_coalesce_bytes.max(IO_ALIGNMENT as usize) as u64);
         let ready = align_down(segment.len).saturating_sub(segment.staged);
-        if ready < (coalesce / 2).max(IO_ALIGNMENT) {
+        if ready < self.large_write_bytes() {
             return None;
         }
         let write = self.build_write(backend, index, false, file)?;
@@ -834,12 +833,22 @@ impl State {
     /// wait.
     fn linger_due(&self, pending: u64) -> Option<Instant> {
         let linger_us = self.config.write_linger_us;
-        let coalesce = align_up(self.config.write_coalesce_bytes.max(IO_ALIGNMENT as usize) as u64);
-        if linger_us == 0 || pending >= (coalesce / 2).max(IO_ALIGNMENT) {
+        if linger_us == 0 || pending >= self.large_write_bytes() {
             return None;
         }
         let due = self.writer.linger_since? + Duration::from_micros(linger_us);
         (Instant::now() < due).then_some(due)
+    }
+
+    /// `write_coalesce_bytes` rounded up to whole pages: the most one write carries.
+    fn coalesce_bytes(&self) -> u64 {
+        align_up(self.config.write_coalesce_bytes.max(IO_ALIGNMENT as usize) as u64)
+    }
+
+    /// A write at least this large (half of [`Self::coalesce_bytes`], at least a page) may
+    /// join the writes in flight, and never lingers for more data.
+    fn large_write_bytes(&self) -> u64 {
+        (self.coalesce_bytes() / 2).max(IO_ALIGNMENT)
     }
 
     /// Builds the next write of segment `index`: the kept tail page plus new bytes, up to
@@ -852,7 +861,7 @@ impl State {
         force_partial: bool,
         file: FileHandle,
     ) -> Option<WriteOp> {
-        let coalesce = align_up(self.config.write_coalesce_bytes.max(IO_ALIGNMENT as usize) as u64);
+        let coalesce = self.coalesce_bytes();
         let segment = &self.segments[index];
         let start = align_down(segment.staged);
         let max_end = start + coalesce;
