@@ -174,6 +174,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// Default `produce.ack.journal.dir`: the tmpfs every Linux system mounts.
+pub const DEFAULT_ACK_JOURNAL_DIR: &str = "/dev/shm";
+/// Default `produce.ack.journal.bytes` (per shard): 32 MiB.
+pub const DEFAULT_ACK_JOURNAL_BYTES: u64 = 32 << 20;
+
 /// The broker's effective configuration. Built once in `main`, then shared read-only
 /// (`Arc`) by every shard.
 #[derive(Debug, Clone)]
@@ -220,8 +225,14 @@ pub struct BrokerConfig {
     /// `flush.on.ack.all` (Vaart): fdatasync before answering acks=all.
     pub flush_on_ack_all: bool,
     /// `produce.ack.after.write` (Vaart): acks=1 (and acks=all without `flush.on.ack.all`)
-    /// answer once the data is written to the segment file, not once it is appended in memory.
+    /// answer once the data is written to the segment file, never from the acknowledgement
+    /// journal.
     pub produce_ack_after_write: bool,
+    /// `produce.ack.journal.dir` (Vaart): the tmpfs directory of the acknowledgement journal
+    /// (empty: no journal).
+    pub produce_ack_journal_dir: PathBuf,
+    /// `produce.ack.journal.bytes` (Vaart): each shard's journal ring (0: no journal).
+    pub produce_ack_journal_bytes: u64,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampTypeSetting,
     /// `log.cleanup.policy`: `delete`, `compact` or `compact,delete`.
@@ -606,9 +617,29 @@ pub static SETTINGS: &[SettingDef] = &[
         name: "produce.ack.after.write",
         aliases: &[],
         default: Some("false"),
-        doc: "Answer acks=1 (and acks=all without flush.on.ack.all) only once the data is written to the segment file, so that an acknowledged message survives the broker process being killed (as Kafka's page cache keeps it). Costs about one disk write of latency per produce.",
+        doc: "Answer acks=1 (and acks=all without flush.on.ack.all) only once the data is written to the segment file, never from the acknowledgement journal. Costs about one disk write of latency per produce.",
         apply: |c, v| {
             c.produce_ack_after_write = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "produce.ack.journal.dir",
+        aliases: &[],
+        default: Some(DEFAULT_ACK_JOURNAL_DIR),
+        doc: "tmpfs directory for the acknowledgement journal: acks=1 (and acks=all without flush.on.ack.all) is answered once the batch is copied there, and a restart after the process was killed appends what the segment files lack. Empty: no journal, answers wait for the disk write.",
+        apply: |c, v| {
+            c.produce_ack_journal_dir = PathBuf::from(v.trim());
+            Ok(())
+        },
+    },
+    SettingDef {
+        name: "produce.ack.journal.bytes",
+        aliases: &[],
+        default: Some("33554432"),
+        doc: "Size of each shard's acknowledgement journal (allocated in produce.ack.journal.dir at start). A batch that finds it full is answered after its disk write instead. 0: no journal.",
+        apply: |c, v| {
+            c.produce_ack_journal_bytes = parse_at_least(v, 0, "must be >= 0")?;
             Ok(())
         },
     },
@@ -976,6 +1007,8 @@ impl BrokerConfig {
             log_flush_interval_ms: None,
             flush_on_ack_all: true,
             produce_ack_after_write: false,
+            produce_ack_journal_dir: PathBuf::from(DEFAULT_ACK_JOURNAL_DIR),
+            produce_ack_journal_bytes: DEFAULT_ACK_JOURNAL_BYTES,
             log_message_timestamp_type: TimestampTypeSetting::CreateTime,
             log_cleanup_policy: "delete".to_string(),
             log_cleaner_enable: true,

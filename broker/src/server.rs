@@ -18,6 +18,7 @@ use crate::config::{BrokerConfig, ConfigInputs};
 use crate::dynamic_config::{load_layers, DynamicConfigError, LiveConfig};
 use crate::metadata::store::{MetadataStore, StoreError, METADATA_FILE};
 use crate::net::listener::{bind_reuseport, resolve, ListenError};
+use crate::shard::ack_journal::LeftJournals;
 use crate::shard::mesh::MESH_CHANNEL_CAPACITY;
 use crate::shard::partitions::clean_data_dir;
 use crate::shard::runtime::{run_shard, ShardStartup, StartupReport};
@@ -119,6 +120,9 @@ pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError
     let live = Arc::new(live);
     let config = live.effective.clone();
     let mut config_inputs = Some(inputs);
+    // Acknowledged batches a killed process had not yet written, restored while the shards
+    // open their partitions.
+    let left_journals = LeftJournals::load(&config);
 
     // Block SIGINT/SIGTERM before any thread starts so every thread inherits the mask and
     // only the signal thread receives them (via sigwait).
@@ -160,6 +164,7 @@ pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError
             },
             mesh: mesh.clone(),
             ready: ready_tx.clone(),
+            journal_entries: left_journals.entries.clone(),
         };
         let cpu = cpus.get(index % cpus.len().max(1)).copied().unwrap_or(0);
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -223,6 +228,8 @@ pub fn run(config: BrokerConfig, inputs: ConfigInputs) -> Result<(), ServerError
             metadata.cluster_id
         );
         log_memlock(&config);
+        // Every shard has opened (and restored and written) its partitions.
+        left_journals.remove();
         signals::spawn_signal_thread(signal_fds.clone()).map_err(ServerError::Signals)?;
     } else {
         signals::notify_shutdown(&signal_fds);

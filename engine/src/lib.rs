@@ -11,6 +11,8 @@
 //! - [`segment`]: one segment's files and indexes; `SegmentFile` read handles.
 //! - [`read_ahead`]: background reads of the next range for consumers reading a segment
 //!   sequentially from disk (O_DIRECT bypasses the kernel's read-ahead).
+//! - [`journal`]: the acknowledgement journal, a tmpfs ring of appended batches that are not
+//!   yet written, so acknowledged data survives a killed process; read back on restart.
 //! - `log`: `PartitionLog`, the public handle: append, read, flush, truncate, close.
 //! - `writer`: the background task that coalesces appends into aligned writes and syncs.
 //! - `retention`: retention, DeleteRecords and truncation.
@@ -30,6 +32,7 @@ pub mod config;
 mod epoch;
 pub mod error;
 pub mod index;
+pub mod journal;
 mod log;
 pub mod read_ahead;
 mod recovery;
@@ -49,6 +52,7 @@ pub use checkpoint::LOG_START_CHECKPOINT;
 pub use compaction::{CodecError, CompactionConfig, CompactionReport, RecordsCodec};
 pub use config::{LogConfig, TimestampType, DEFAULT_WRITE_LINGER_US};
 pub use error::{AppendError, BatchError, LogError, PoisonCause, ReadError, RecordsError};
+pub use journal::{read_journal, AckJournal, JournalEntry, JournalError, JournalStats, Restored};
 pub use log::{partition_dir, AppendInfo, Chunk, PartitionLog, ReadResult, RetentionReport};
 pub use recovery::{DeleteReason, DeletedSegment, RecoveryReport, Truncation, TruncationReason};
 pub use segment::SegmentFile;

@@ -23,6 +23,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of the broker's stderr a failure message quotes (the whole file stays on disk).
 const STDERR_TAIL_BYTES: usize = 12_000;
+/// Each shard's acknowledgement journal in tests (`produce.ack.journal.bytes`).
+const TEST_JOURNAL_BYTES: u64 = 4 << 20;
 /// Pause between readiness probes while a broker starts.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -340,10 +342,19 @@ impl Broker {
         if let Some(path) = &self.options.config_file {
             command.arg("--config").arg(path);
         }
-        // Before the test's own settings, so a test can override it.
+        // Before the test's own settings, so a test can override them. The acknowledgement
+        // journal goes into the work folder (removed with it, even after a SIGKILL that no
+        // restart follows) instead of /dev/shm, and is smaller than the default.
         command
             .arg("--set")
-            .arg(format!("metrics.listen=127.0.0.1:{}", self.metrics_port));
+            .arg(format!("metrics.listen=127.0.0.1:{}", self.metrics_port))
+            .arg("--set")
+            .arg(format!(
+                "produce.ack.journal.dir={}",
+                self.workdir_path.join("journal").display()
+            ))
+            .arg("--set")
+            .arg(format!("produce.ack.journal.bytes={TEST_JOURNAL_BYTES}"));
         for (name, value) in &self.options.settings {
             command.arg("--set").arg(format!("{name}={value}"));
         }

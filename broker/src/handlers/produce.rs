@@ -1,7 +1,8 @@
 //! Produce (key 0): appends record batches to partition logs, each on its owning shard
 //! (one forwarded message per other shard). acks=0 sends no response (and closes the
-//! connection on error, as Kafka does); acks=1 answers after the append (after the data is
-//! written to the segment file with `produce.ack.after.write`); acks=all answers after the
+//! connection on error, as Kafka does); acks=1 answers after the append and its copy into the
+//! shard's acknowledgement journal (after the write to the segment file when there is no
+//! journal, no room in it, or `produce.ack.after.write`); acks=all answers after the
 //! data is fdatasync'ed when `flush.on.ack.all` is set (single broker: every replica is this
 //! one). Unknown topics are created when `auto.create.topics.enable`.
 

@@ -29,7 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use vaart_engine::{WriterStats, FLUSH_LATENCY_BOUNDS_US};
+use vaart_engine::{JournalStats, WriterStats, FLUSH_LATENCY_BOUNDS_US};
 
 use crate::groups::state::GroupState;
 use crate::protocol::KafkaError;
@@ -138,6 +138,7 @@ impl EncodeMetric for SnapshotHistogram {
 #[derive(Default)]
 struct EngineTotals {
     last_seen: WriterStats,
+    journal_full_seen: u64,
 }
 
 /// One shard's metrics. Owned by that shard (a field of `Shard`); never crosses threads
@@ -159,6 +160,9 @@ pub struct ShardMetrics {
     fetch_wait_timeout: Counter,
     flush_seconds: SnapshotHistogram,
     written_bytes: Counter,
+    journal_used_bytes: Gauge,
+    journal_capacity_bytes: Gauge,
+    journal_full: Counter,
     groups: Vec<(GroupState, Gauge)>,
     group_members: Gauge,
     connections_open: Gauge,
@@ -261,6 +265,24 @@ impl ShardMetrics {
             "Bytes written to segment files of this shard's partition logs",
             written_bytes.clone(),
         );
+        let journal_used_bytes = Gauge::default();
+        registry.register(
+            "vaart_ack_journal_used_bytes",
+            "Bytes of this shard's acknowledgement journal held by batches not yet written",
+            journal_used_bytes.clone(),
+        );
+        let journal_capacity_bytes = Gauge::default();
+        registry.register(
+            "vaart_ack_journal_capacity_bytes",
+            "Size of this shard's acknowledgement journal (0: none, answers wait for writes)",
+            journal_capacity_bytes.clone(),
+        );
+        let journal_full = Counter::default();
+        registry.register(
+            "vaart_ack_journal_full",
+            "Produce answers that waited for the disk write because the journal was full",
+            journal_full.clone(),
+        );
         let group_family = Family::<StateLabels, Gauge>::default();
         registry.register(
             "vaart_consumer_groups",
@@ -313,6 +335,9 @@ impl ShardMetrics {
             fetch_wait_timeout,
             flush_seconds,
             written_bytes,
+            journal_used_bytes,
+            journal_capacity_bytes,
+            journal_full,
             groups,
             group_members,
             connections_open,
@@ -461,6 +486,7 @@ impl ShardMetrics {
         }
         self.group_members.set(to_i64(sample.group_members));
         self.update_engine(sample.engine);
+        self.update_journal(sample.journal);
         self.forget_topics(sample.topic_exists);
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
@@ -499,6 +525,19 @@ impl ShardMetrics {
                 grew(current.flush_nanos_total, last.flush_nanos_total) as f64 / 1e9;
         }
         totals.last_seen = current;
+    }
+
+    /// Reads the acknowledgement journal's gauges and the growth of its full count.
+    fn update_journal(&self, journal: Option<JournalStats>) {
+        let journal = journal.unwrap_or_default();
+        self.journal_used_bytes
+            .set(i64::try_from(journal.used_bytes).unwrap_or(i64::MAX));
+        self.journal_capacity_bytes
+            .set(i64::try_from(journal.capacity_bytes).unwrap_or(i64::MAX));
+        let mut totals = self.engine.borrow_mut();
+        self.journal_full
+            .inc_by(journal.full_count.saturating_sub(totals.journal_full_seen));
+        totals.journal_full_seen = journal.full_count;
     }
 
     /// Drops the series of topics that no longer exist (deleted), so they do not accumulate.
@@ -540,6 +579,8 @@ pub struct ScrapeSample<'a> {
     pub group_members: usize,
     /// Engine writer totals summed over the shard's open logs.
     pub engine: WriterStats,
+    /// The shard's acknowledgement journal, if it has one.
+    pub journal: Option<JournalStats>,
     /// Whether a topic still exists.
     pub topic_exists: &'a dyn Fn(&str) -> bool,
 }
@@ -587,6 +628,7 @@ impl crate::shard::Shard {
             groups_by_state: census.by_state,
             group_members: census.members,
             engine,
+            journal: self.ack_journal.stats(),
             topic_exists: &topic_exists,
         };
         match self.metrics.encode(&sample) {

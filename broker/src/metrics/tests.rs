@@ -19,6 +19,7 @@ fn sample<'a>(engine: WriterStats, exists: &'a dyn Fn(&str) -> bool) -> ScrapeSa
         groups_by_state: vec![(GroupState::Stable, 2)],
         group_members: 4,
         engine,
+        journal: None,
         topic_exists: exists,
     }
 }

@@ -1,6 +1,8 @@
 //! One shard: a pinned glommio executor with its own connections, partitions and copy of
 //! the metadata, talking to the other shards only through the channel mesh.
 //!
+//! - [`ack_journal`]: the shard's acknowledgement journal file and restoring what an earlier
+//!   process left in one.
 //! - [`mesh`]: request/reply over `channel_mesh`.
 //! - [`messages`]: what shards send each other.
 //! - [`partition_ops`]: data-path operations forwarded to a partition's owning shard.
@@ -16,6 +18,7 @@
 //! - [`live_config`]: dynamic broker configs: the shard's live config, changes through shard 0
 //!   (AlterConfigs on a BROKER resource, SIGHUP reload) and applying them.
 
+pub mod ack_journal;
 pub mod cleaner;
 pub mod fetch_sessions;
 pub mod live_config;
@@ -125,6 +128,8 @@ pub struct Shard {
     producer_ids: Option<producer_ids::ProducerIdAllocator>,
     /// This shard's Prometheus metrics (its own registry; see `crate::metrics`).
     pub metrics: crate::metrics::ShardMetrics,
+    /// Copies of acknowledged, not yet written batches (see [`ack_journal`]).
+    pub ack_journal: ack_journal::ShardJournal,
 }
 
 impl Shard {
@@ -176,6 +181,7 @@ impl Shard {
             )),
             groups,
             metrics: crate::metrics::ShardMetrics::new(id),
+            ack_journal: ack_journal::ShardJournal::default(),
         }
     }
 

@@ -19,6 +19,7 @@ use vaart_engine::{
     LogError, Offset, PartitionLog, ReadError, TimestampMs, TimestampType,
 };
 
+use super::ack_journal::{restore_partition, RestoreSet};
 use super::partition_ops::{
     DeleteRecordsItem, DeleteRecordsOutcome, EpochItem, EpochOutcome, ListOffsetsItem,
     ListOffsetsOutcome, PartitionKey, PartitionReply, PartitionRequest, ProduceItem,
@@ -54,6 +55,9 @@ pub struct PartitionState {
     unflushed_messages: Cell<i64>,
     /// Idempotent-producer state (sequence numbers and epochs of recent batches).
     pub producers: RefCell<ProducerStateTable>,
+    /// The partition's name in the acknowledgement journal: its directory name and topic id
+    /// (a topic deleted and created again under its name is another partition).
+    journal_key: String,
 }
 
 /// The partitions one shard owns, by key.
@@ -256,8 +260,12 @@ impl Shard {
         self.partitions.get(key)
     }
 
-    /// Opens the logs of every partition this shard owns (before it accepts connections).
-    pub async fn open_owned_partitions(self: &Rc<Self>) -> Result<(), String> {
+    /// Opens the logs of every partition this shard owns (before it accepts connections),
+    /// appending the journal entries of `restore` that a log lacks.
+    pub async fn open_owned_partitions(
+        self: &Rc<Self>,
+        restore: &RestoreSet,
+    ) -> Result<(), String> {
         // glommio probes polled-I/O support per thread on the first DmaFile it opens
         // (RUNTIME-NOTES pitfall 1); the main thread wrote the probe file already.
         prime_direct_io(&self.config.data_dir)
@@ -276,7 +284,7 @@ impl Shard {
                     continue;
                 }
                 let index = i32::try_from(index).unwrap_or(i32::MAX);
-                self.open_partition(topic, index, partition.leader_epoch)
+                self.open_partition(topic, index, partition.leader_epoch, Some(restore))
                     .await
                     .map_err(|err| {
                         format!("cannot open partition {}-{index}: {err}", topic.name)
@@ -317,6 +325,7 @@ impl Shard {
         topic: &TopicMeta,
         index: i32,
         leader_epoch: i32,
+        restore: Option<&RestoreSet>,
     ) -> Result<Rc<PartitionState>, LogError> {
         let key = PartitionKey {
             topic_id: topic.id,
@@ -335,6 +344,17 @@ impl Shard {
         );
         let (log, report) = PartitionLog::open(DirectBackend, dir.clone(), config).await?;
         debug!(shard = %self.id, topic = %topic.name, partition = index, report = ?report, "opened partition");
+        let journal_key = format!("{}-{index}@{}", topic.name, topic.id);
+        if let Some(entries) = restore.and_then(|restore| restore.get(&journal_key)) {
+            // Before the producer state is rebuilt from the log, which must include them.
+            let restored = restore_partition(&log, &journal_key, entries);
+            if restored > 0 {
+                // Single broker: what was acknowledged is committed (as after a produce).
+                log.set_high_watermark(log.log_end_offset());
+                log.written().await?;
+                info!(topic = %topic.name, partition = index, entries = restored, log_end_offset = %log.log_end_offset(), "restored acknowledged batches from the journal");
+            }
+        }
         let producers = load_producer_state(&log, &dir, now_ms().0).await;
         let state = Rc::new(PartitionState {
             key,
@@ -345,6 +365,7 @@ impl Shard {
             settings: RefCell::new(settings),
             unflushed_messages: Cell::new(0),
             producers: RefCell::new(producers),
+            journal_key,
         });
         self.partitions.map.borrow_mut().insert(key, state.clone());
         Ok(state)
@@ -369,7 +390,7 @@ impl Shard {
                 match self.partitions.get(&key) {
                     None => {
                         if let Err(err) = self
-                            .open_partition(topic, index, partition.leader_epoch)
+                            .open_partition(topic, index, partition.leader_epoch, None)
                             .await
                         {
                             error!(shard = %self.id, topic = %topic.name, partition = index, error = %err, "cannot open new partition");
@@ -580,11 +601,12 @@ impl Shard {
             }
             let now = now_ms();
             let flush_for_ack = acks == -1 && self.config.flush_on_ack_all;
-            // With `produce.ack.after.write`, acks=1 (and acks=all without the fdatasync)
-            // answers once the data is in the segment file, as Kafka answers once it is in its
-            // log (the page cache): an acknowledged message then survives the broker's process
-            // being killed. Otherwise the answer follows the append in memory.
-            let wait_for_disk = flush_for_ack || (acks != 0 && self.config.produce_ack_after_write);
+            // acks=1 (and acks=all without the fdatasync) must survive the broker's process
+            // being killed, as Kafka's answer does once the data is in its log (the page
+            // cache): the batch is copied into the acknowledgement journal (tmpfs), or, with
+            // no journal or no room in it, the answer waits until the segment file has it.
+            let survive_kill = acks != 0 && !flush_for_ack;
+            let journal_copy = survive_kill.then(|| item.records.clone());
             // Idempotence: check, append and record with no await in between.
             let producer_batches = match check_producers(
                 &state,
@@ -594,7 +616,8 @@ impl Shard {
             ) {
                 ProducerCheck::Append(batches) => batches,
                 ProducerCheck::Answer(outcome) => {
-                    if wait_for_disk && outcome.error.is_none() {
+                    // A duplicate: its answer waits for the original's write (or sync).
+                    if (survive_kill || flush_for_ack) && outcome.error.is_none() {
                         to_flush.push((outcomes.len(), state.clone(), flush_for_ack));
                     }
                     outcomes.push(outcome);
@@ -635,7 +658,17 @@ impl Shard {
                             .unflushed_messages
                             .set(if flush_for_ack { 0 } else { unflushed });
                     }
-                    if wait_for_disk {
+                    let journaled = journal_copy.as_ref().is_some_and(|records| {
+                        self.ack_journal.record(
+                            &state.log,
+                            &state.journal_key,
+                            &info,
+                            epoch,
+                            now,
+                            records,
+                        )
+                    });
+                    if flush_for_ack || (survive_kill && !journaled) {
                         to_flush.push((outcomes.len(), state.clone(), flush_for_ack));
                     }
                     outcomes.push(ProduceOutcome {

@@ -55,6 +55,8 @@ pub struct ShardStartup {
     pub mesh: MeshBuilder<Envelope, Full>,
     /// Where the shard reports that it is serving (or why it cannot).
     pub ready: mpsc::Sender<StartupReport>,
+    /// Journal entries an earlier process left, restored into the logs that lack them.
+    pub journal_entries: Arc<super::ack_journal::RestoreSet>,
 }
 
 /// A shard's startup outcome, sent to the main thread.
@@ -104,12 +106,15 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     ))
     .detach();
 
-    let opened = shard.open_owned_partitions().await.and_then(|()| {
-        // Shard 0 serves `/metrics` for the whole process; a bind failure stops startup.
-        crate::metrics::http::start(&shard)
-            .map(|_| ())
-            .map_err(|err| err.to_string())
-    });
+    let opened = shard
+        .open_owned_partitions(&startup.journal_entries)
+        .await
+        .and_then(|()| {
+            // Shard 0 serves `/metrics` for the whole process; a bind failure stops startup.
+            crate::metrics::http::start(&shard)
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        });
     let serving = match opened {
         Ok(()) => true,
         Err(message) => {
@@ -121,6 +126,7 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
         }
     };
     if serving {
+        shard.ack_journal.start(&shard.config, id);
         shard.start_background_tasks();
         shard.start_group_coordinator();
         shard.start_log_cleaner();
@@ -172,6 +178,8 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
         warn!(shard = %id, "other shards did not drain in time");
     }
     shard.close_partitions().await;
+    // Every log is closed, so written: the journal holds nothing they lack.
+    shard.ack_journal.remove();
     shard.mesh.close();
     debug!(shard = %id, "shard stopped");
     Ok(())
