@@ -505,8 +505,9 @@ impl Shard {
         }
     }
 
-    /// Flushes and closes every partition log this shard owns.
-    pub async fn close_partitions(&self) {
+    /// Flushes and closes every partition log this shard owns. Returns false if any close
+    /// failed (its log may lack acknowledged data that the journal still holds).
+    pub async fn close_partitions(&self) -> bool {
         let all: Vec<Rc<PartitionState>> = self
             .partitions
             .map
@@ -518,11 +519,14 @@ impl Shard {
             state.appended.notify_all();
         }
         let data_dir = self.config.data_dir.clone();
+        let failed = Rc::new(Cell::new(false));
         for_each_concurrently(all, |state| {
             let dir = partition_dir(&data_dir, &state.topic, state.key.partition);
+            let failed = failed.clone();
             async move {
                 if let Err(err) = state.log.close().await {
                     error!(topic = %state.topic, partition = state.key.partition, error = %err, "error closing partition log");
+                    failed.set(true);
                     return;
                 }
                 // The log is flushed and closed: the producer state is complete up to its end.
@@ -534,6 +538,7 @@ impl Shard {
             }
         })
         .await;
+        !failed.get()
     }
 
     /// Wakes long-polling requests so they answer now (shutdown).

@@ -177,9 +177,12 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     if !peers_drained {
         warn!(shard = %id, "other shards did not drain in time");
     }
-    shard.close_partitions().await;
-    // Every log is closed, so written: the journal holds nothing they lack.
-    shard.ack_journal.remove();
+    if shard.close_partitions().await {
+        // Every log is closed, so written: the journal holds nothing they lack.
+        shard.ack_journal.remove();
+    } else {
+        warn!(shard = %id, "a partition log did not close cleanly; its journal stays for the next start");
+    }
     shard.mesh.close();
     debug!(shard = %id, "shard stopped");
     Ok(())
