@@ -120,12 +120,17 @@ impl Chunk {
             } => {
                 let length =
                     usize::try_from(*length).map_err(|_| LogError::Invariant("chunk length"))?;
-                let buffer = if sequential {
-                    file.read_sequential(*position, length).await?
-                } else {
-                    file.read_at(*position, length).await?
-                };
-                Ok(Bytes::copy_from_slice(&buffer))
+                if !sequential {
+                    return Ok(Bytes::copy_from_slice(
+                        &file.read_at(*position, length).await?,
+                    ));
+                }
+                let pieces = file.read_sequential(*position, length).await?;
+                let mut bytes = bytes::BytesMut::with_capacity(length);
+                for piece in &pieces {
+                    bytes.extend_from_slice(piece);
+                }
+                Ok(bytes.freeze())
             }
         }
     }

@@ -757,6 +757,64 @@ fn sequential_disk_reads_read_ahead_and_truncation_drops_it() {
     });
 }
 
+/// A consumer's reads rarely repeat the last length (fetches return whole batches up to a
+/// byte limit): with reads of changing lengths, only the first goes to the disk; every later
+/// byte comes from the blocks read ahead, a block used in part serving the next read too.
+#[test]
+fn sequential_reads_of_changing_lengths_all_come_from_read_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("topic-0");
+    run_local(move || async move {
+        let config = LogConfig {
+            hot_tail_bytes: 64 * 1024,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        for _ in 0..256 {
+            log.append(make_batch(16, 1_000, NOW), LeaderEpoch(1), NOW)
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        let everything = read_all(&log, Offset(0)).await;
+        let before = crate::read_ahead::stats();
+
+        let mut from = Offset(0);
+        let mut sequential = Vec::new();
+        let mut first_read = None;
+        // Each at most a block (1 MiB) longer than the one before (the read-ahead window).
+        let limits = [100 * 1024, 180 * 1024, 150 * 1024, 190 * 1024];
+        let mut round = 0;
+        while sequential.len() + 400 * 1024 < everything.len() {
+            let limit = limits[round % limits.len()];
+            round += 1;
+            let result = log.read(from, limit, log.log_end_offset()).unwrap();
+            let mut piece = Vec::new();
+            for chunk in &result.chunks {
+                assert!(
+                    matches!(chunk, Chunk::File { .. }),
+                    "reads must come from disk"
+                );
+                piece.extend_from_slice(&chunk.load_sequential().await.unwrap());
+            }
+            first_read.get_or_insert(piece.len() as u64);
+            from = Offset(*base_offsets(&piece).last().unwrap() + 16);
+            sequential.extend_from_slice(&piece);
+        }
+        assert_eq!(sequential[..], everything[..sequential.len()]);
+        let after = crate::read_ahead::stats();
+        assert_eq!(
+            after.miss_bytes - before.miss_bytes,
+            first_read.unwrap(),
+            "only the first read may go to the disk"
+        );
+        assert_eq!(
+            after.hit_bytes - before.hit_bytes,
+            sequential.len() as u64 - first_read.unwrap()
+        );
+        log.close().await.unwrap();
+    });
+}
+
 /// Three batches (large, small, large) with records at distinct timestamps, framed like a
 /// produce request: other bytes before and after, as the request's other fields would be.
 fn shared_request_frame() -> (Bytes, std::ops::Range<usize>) {

@@ -8,7 +8,7 @@ use crate::{
     backend::{align_up, Backend, FileHandle, OpenMode, ReadBuf},
     error::LogError,
     index::{OffsetIndex, OffsetIndexEntry, TimeIndex, TimeIndexEntry},
-    read_ahead::{ReadAhead, READ_AHEAD_MAX_BYTES, READ_AHEAD_MIN_BYTES},
+    read_ahead::{count, ReadAhead, READ_AHEAD_BLOCK_BYTES, READ_AHEAD_MIN_BYTES},
     types::{Offset, TimestampMs},
 };
 
@@ -299,29 +299,41 @@ impl SegmentFile {
     }
 
     /// Like [`read_at`](Self::read_at), for a reader that will likely ask for the following
-    /// bytes next (a consumer catching up): served from the read-ahead when it holds the range,
-    /// and followed by a background read of the next `length` bytes (see `read_ahead`).
-    pub async fn read_sequential(&self, position: u64, length: usize) -> Result<ReadBuf, LogError> {
+    /// bytes next (a consumer catching up): served from the read-ahead where it holds the
+    /// range, from the disk for the rest, and followed by a read-ahead window of `length` plus
+    /// one block, so a next read up to a block longer is still covered (see `read_ahead`).
+    /// The bytes come as one or more buffers, in order.
+    pub async fn read_sequential(
+        &self,
+        position: u64,
+        length: usize,
+    ) -> Result<Vec<ReadBuf>, LogError> {
         let Some(sequential) = &self.sequential else {
-            return self.read_at(position, length).await;
+            return Ok(vec![self.read_at(position, length).await?]);
         };
         let ahead = &sequential.read_ahead;
-        let buffer = match ahead
+        let end = position.saturating_add(length as u64);
+        let taken = ahead
             .take(&self.file, sequential.generation, position, length)
-            .await
-        {
-            Some(buffer) => buffer,
-            None => self.read_at(position, length).await?,
-        };
-        let next = position.saturating_add(length as u64);
-        if length >= READ_AHEAD_MIN_BYTES && next < sequential.readable_end {
-            let room = sequential.readable_end - next;
-            let ahead_bytes = (length as u64).min(room).min(READ_AHEAD_MAX_BYTES as u64);
-            if let Ok(ahead_bytes) = usize::try_from(ahead_bytes) {
-                ahead.start(&self.file, sequential.generation, next, ahead_bytes);
-            }
+            .await;
+        let hit_bytes = (taken.covered_end - position) as usize;
+        // Queue what the reader will want next before waiting for the disk.
+        if length >= READ_AHEAD_MIN_BYTES && end < sequential.readable_end {
+            ahead.extend(
+                &self.file,
+                sequential.generation,
+                end,
+                length.saturating_add(READ_AHEAD_BLOCK_BYTES),
+                sequential.readable_end,
+            );
         }
-        Ok(buffer)
+        let mut pieces = taken.pieces;
+        let missing = (end - taken.covered_end) as usize;
+        if missing > 0 {
+            pieces.push(self.read_at(taken.covered_end, missing).await?);
+        }
+        count(hit_bytes, missing);
+        Ok(pieces)
     }
 
     /// Reads exactly `length` bytes at `position` (unaligned is fine; the backend aligns

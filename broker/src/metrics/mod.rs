@@ -29,6 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use vaart_engine::read_ahead::ReadAheadStats;
 use vaart_engine::{JournalStats, WriterStats, FLUSH_LATENCY_BOUNDS_US};
 
 use crate::groups::state::GroupState;
@@ -139,6 +140,7 @@ impl EncodeMetric for SnapshotHistogram {
 struct EngineTotals {
     last_seen: WriterStats,
     journal_full_seen: u64,
+    read_ahead_seen: ReadAheadStats,
 }
 
 /// One shard's metrics. Owned by that shard (a field of `Shard`); never crosses threads
@@ -163,6 +165,8 @@ pub struct ShardMetrics {
     journal_used_bytes: Gauge,
     journal_capacity_bytes: Gauge,
     journal_full: Counter,
+    read_ahead_hit_bytes: Counter,
+    read_ahead_miss_bytes: Counter,
     groups: Vec<(GroupState, Gauge)>,
     group_members: Gauge,
     connections_open: Gauge,
@@ -283,6 +287,18 @@ impl ShardMetrics {
             "Produce answers that waited for the disk write because the journal was full",
             journal_full.clone(),
         );
+        let read_ahead_hit_bytes = Counter::default();
+        registry.register(
+            "vaart_read_ahead_hit_bytes",
+            "Bytes of sequential disk reads (consumers catching up) served from read-ahead",
+            read_ahead_hit_bytes.clone(),
+        );
+        let read_ahead_miss_bytes = Counter::default();
+        registry.register(
+            "vaart_read_ahead_miss_bytes",
+            "Bytes of sequential disk reads that waited for the disk when asked for",
+            read_ahead_miss_bytes.clone(),
+        );
         let group_family = Family::<StateLabels, Gauge>::default();
         registry.register(
             "vaart_consumer_groups",
@@ -338,6 +354,8 @@ impl ShardMetrics {
             journal_used_bytes,
             journal_capacity_bytes,
             journal_full,
+            read_ahead_hit_bytes,
+            read_ahead_miss_bytes,
             groups,
             group_members,
             connections_open,
@@ -487,6 +505,7 @@ impl ShardMetrics {
         self.group_members.set(to_i64(sample.group_members));
         self.update_engine(sample.engine);
         self.update_journal(sample.journal);
+        self.update_read_ahead(sample.read_ahead);
         self.forget_topics(sample.topic_exists);
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
@@ -540,6 +559,17 @@ impl ShardMetrics {
         totals.journal_full_seen = journal.full_count;
     }
 
+    /// Adds the growth of the shard's read-ahead counters.
+    fn update_read_ahead(&self, current: ReadAheadStats) {
+        let mut totals = self.engine.borrow_mut();
+        let last = totals.read_ahead_seen;
+        self.read_ahead_hit_bytes
+            .inc_by(current.hit_bytes.saturating_sub(last.hit_bytes));
+        self.read_ahead_miss_bytes
+            .inc_by(current.miss_bytes.saturating_sub(last.miss_bytes));
+        totals.read_ahead_seen = current;
+    }
+
     /// Drops the series of topics that no longer exist (deleted), so they do not accumulate.
     fn forget_topics(&self, exists: &dyn Fn(&str) -> bool) {
         self.topics.borrow_mut().retain(|topic, _| {
@@ -581,6 +611,8 @@ pub struct ScrapeSample<'a> {
     pub engine: WriterStats,
     /// The shard's acknowledgement journal, if it has one.
     pub journal: Option<JournalStats>,
+    /// The shard's read-ahead counters (its thread's).
+    pub read_ahead: ReadAheadStats,
     /// Whether a topic still exists.
     pub topic_exists: &'a dyn Fn(&str) -> bool,
 }
@@ -629,6 +661,7 @@ impl crate::shard::Shard {
             group_members: census.members,
             engine,
             journal: self.ack_journal.stats(),
+            read_ahead: vaart_engine::read_ahead::stats(),
             topic_exists: &topic_exists,
         };
         match self.metrics.encode(&sample) {

@@ -20,6 +20,7 @@ fn sample<'a>(engine: WriterStats, exists: &'a dyn Fn(&str) -> bool) -> ScrapeSa
         group_members: 4,
         engine,
         journal: None,
+        read_ahead: Default::default(),
         topic_exists: exists,
     }
 }
@@ -99,6 +100,11 @@ fn merged_exposition_is_valid_and_names_each_family_once() {
         "vaart_fetch_wait_ends_total",
         "vaart_log_flush_duration_seconds",
         "vaart_log_written_bytes_total",
+        "vaart_ack_journal_used_bytes",
+        "vaart_ack_journal_capacity_bytes",
+        "vaart_ack_journal_full_total",
+        "vaart_read_ahead_hit_bytes_total",
+        "vaart_read_ahead_miss_bytes_total",
         "vaart_consumer_groups",
         "vaart_consumer_group_members",
         "vaart_connections_open",

@@ -513,7 +513,7 @@ async fn write_response(
                         let length = usize::try_from(length).unwrap_or(usize::MAX);
                         // A consumer reads on from here: read ahead for its next fetch.
                         match file.read_sequential(position, length).await {
-                            Ok(buf) => loaded.push(Loaded::Read(buf)),
+                            Ok(pieces) => loaded.extend(pieces.into_iter().map(Loaded::Read)),
                             Err(err) => {
                                 // The frame length is already promised; the connection
                                 // cannot continue.
