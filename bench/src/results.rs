@@ -199,18 +199,18 @@ fn markdown(
     let _ = writeln!(out, "## Scenarios\n");
     let _ = writeln!(
         out,
-        "| scenario | partitions | conns | acks | rate target | warm-up s | msgs/s | MB/s | of limit | p50 | p99 | p99.9 | p99.99 | max | e2e p99 | e2e p99.9 | generator cores | broker cores | broker RSS MiB |"
+        "| scenario | partitions | conns | acks | rate target | warm-up s | msgs/s | MB/s | of limit | p50 | p99 | p99.9 | p99.99 | max | e2e p99 | e2e p99.9 | generator cores | broker cores | broker RSS MiB | disk busy |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for report in reports {
         let latency = report.latency_ms;
         let e2e = report.e2e_latency_ms;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             label(report),
             setting(report, "partitions"),
             report
@@ -248,6 +248,10 @@ fn markdown(
                 .cpu
                 .broker_rss_bytes
                 .map_or_else(|| "-".to_owned(), |bytes| (bytes >> 20).to_string()),
+            report.disk.as_ref().map_or_else(
+                || "-".to_owned(),
+                |disk| format!("{:.0}%", disk.busy_fraction * 100.0)
+            ),
         );
     }
     if !rss.is_empty() {
@@ -370,8 +374,16 @@ fn goals(reports: &[LoadReport], limits: Option<&MachineLimits>, rss: &[RssSampl
         (Some(report), Some(limits)) => {
             let (limit, limit_mb) = limits.consume_bound();
             let fraction = report.MB_per_s / limit_mb;
+            let disk = report.disk.as_ref().map_or_else(String::new, |disk| {
+                format!(
+                    " During the run the disk ({}) was busy {:.0}% of the time and read {:.0} MB/s (warm-up and ramp included).",
+                    disk.device,
+                    disk.busy_fraction * 100.0,
+                    disk.read_MB_per_s
+                )
+            });
             lines.push(format!(
-                "Consume catch-up: {:.1} MB/s = {:.1}% of {limit} ({limit_mb:.0} MB/s); goal 90%: {}.",
+                "Consume catch-up: {:.1} MB/s = {:.1}% of {limit} ({limit_mb:.0} MB/s); goal 90%: {}.{disk}",
                 report.MB_per_s,
                 fraction * 100.0,
                 verdict(fraction >= 0.9)

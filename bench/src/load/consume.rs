@@ -138,6 +138,7 @@ pub fn run(args: &ConsumeArgs) -> Result<(), BenchError> {
         &mut progress,
         args.common.quiet,
         args.common.broker_pid,
+        limits.as_ref().map(|limits| limits.disk_dir.as_path()),
     )?;
     let measured = shared.measured(Metric::Fetch);
     let measure_from = shared.measure_from();

@@ -88,6 +88,7 @@ pub fn run(args: &E2eArgs) -> Result<(), BenchError> {
         &mut progress,
         common.quiet,
         common.broker_pid,
+        limits.as_ref().map(|limits| limits.disk_dir.as_path()),
     )?;
     let produced = produce_headline(&shared, args.produce.rate);
     let received = shared.measured(Metric::EndToEnd);

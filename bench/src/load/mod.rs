@@ -32,7 +32,7 @@ use vaart_client::{OffsetSpec, PartitionId};
 
 use crate::error::BenchError;
 use crate::limits::MachineLimits;
-use crate::os::{process_cpu_s, sample_process, ProcessSample};
+use crate::os::{process_cpu_s, sample_disk, sample_process, DiskSample, ProcessSample};
 use stats::{Progress, Shared};
 
 /// Locked memory per load executor (glommio pins ~3x this; small keeps memlock needs low).
@@ -286,6 +286,9 @@ pub struct RunFigures {
     pub payload_bytes_total: u64,
     pub broker_before: Option<ProcessSample>,
     pub broker_after: Option<ProcessSample>,
+    /// The data disk's counters at start and end (when its directory is known).
+    pub disk_before: Option<DiskSample>,
+    pub disk_after: Option<DiskSample>,
 }
 
 /// Starts one executor per job, waits for them all to connect, starts the clock, prints
@@ -296,6 +299,7 @@ pub fn run_threads(
     progress: &mut Progress,
     quiet: bool,
     broker_pid: Option<u32>,
+    disk_dir: Option<&std::path::Path>,
 ) -> Result<RunFigures, BenchError> {
     let thread_count = jobs.len();
     let barrier = Arc::new(Barrier::new(thread_count + 1));
@@ -319,6 +323,7 @@ pub fn run_threads(
     let start = shared.start();
     let cpu_start_s = process_cpu_s();
     let broker_before = broker_pid.and_then(sample_process);
+    let disk_before = disk_dir.and_then(sample_disk);
     let mut next_tick = start + Duration::from_secs(1);
     while done.load(Ordering::SeqCst) < thread_count {
         std::thread::sleep(Duration::from_millis(20));
@@ -334,6 +339,7 @@ pub fn run_threads(
         .zip(cpu_start_s)
         .map(|(end, start)| end - start);
     let broker_after = broker_pid.and_then(sample_process);
+    let disk_after = disk_dir.and_then(sample_disk);
     let mut first_error = None;
     for (thread, handle) in handles.into_iter().enumerate() {
         let result = handle.join().map_err(|_| BenchError::Worker {
@@ -356,6 +362,8 @@ pub fn run_threads(
         payload_bytes_total,
         broker_before,
         broker_after,
+        disk_before,
+        disk_after,
     })
 }
 

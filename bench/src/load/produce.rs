@@ -238,6 +238,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), BenchError> {
         &mut progress,
         args.common.quiet,
         args.common.broker_pid,
+        limits.as_ref().map(|limits| limits.disk_dir.as_path()),
     )?;
     let headline = produce_headline(&shared, args.rate);
     let machine = machine_summary(&args.common);

@@ -35,6 +35,18 @@ pub struct CpuFigures {
     pub broker_rss_bytes: Option<u64>,
 }
 
+/// The data disk during the run (`/proc/diskstats` of the device holding the limits'
+/// directory), over the run's wall time, warm-up included.
+#[allow(non_snake_case)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskFigures {
+    pub device: String,
+    pub read_MB_per_s: f64,
+    pub write_MB_per_s: f64,
+    /// Fraction of the run with I/O in flight on the device (1.0: never idle).
+    pub busy_fraction: f64,
+}
+
 /// The limit that bounds the headline throughput, and how close the run came.
 #[allow(non_snake_case)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +88,9 @@ pub struct LoadReport {
     pub errors: u64,
     pub first_error: Option<String>,
     pub cpu: CpuFigures,
+    /// Absent in reports of older versions.
+    #[serde(default)]
+    pub disk: Option<DiskFigures>,
     pub limits: Option<MachineLimits>,
     pub bound: Option<Bound>,
     pub timeline: Vec<TimelinePoint>,
@@ -134,6 +149,21 @@ impl LoadReport {
             broker_cores_used: broker_cpu_s.map(|cpu_s| cpu_s / wall_s),
             broker_rss_bytes: figures.broker_after.map(|sample| sample.rss_bytes),
         };
+        let disk = figures
+            .disk_before
+            .as_ref()
+            .zip(figures.disk_after.as_ref())
+            .filter(|(before, after)| before.device == after.device)
+            .map(|(before, after)| DiskFigures {
+                device: after.device.clone(),
+                read_MB_per_s: after.read_bytes.saturating_sub(before.read_bytes) as f64
+                    / wall_s
+                    / 1e6,
+                write_MB_per_s: after.write_bytes.saturating_sub(before.write_bytes) as f64
+                    / wall_s
+                    / 1e6,
+                busy_fraction: after.busy_ms.saturating_sub(before.busy_ms) as f64 / 1e3 / wall_s,
+            });
         let bound = limits.as_ref().and_then(|limits| {
             let (limit, limit_mb_per_s) = match headline.kind {
                 "produce" => limits.produce_bound(),
@@ -169,6 +199,7 @@ impl LoadReport {
             errors: headline.errors,
             first_error: headline.first_error,
             cpu,
+            disk,
             limits,
             bound,
             timeline,
@@ -263,6 +294,16 @@ impl LoadReport {
                 )),
             cpu.cores
         );
+        if let Some(disk) = &self.disk {
+            let _ = writeln!(
+                out,
+                "disk {}: read {:.0} MB/s, write {:.0} MB/s, busy {:.0}% of the run (warm-up included)",
+                disk.device,
+                disk.read_MB_per_s,
+                disk.write_MB_per_s,
+                disk.busy_fraction * 100.0
+            );
+        }
         if self.errors > 0 {
             let _ = writeln!(
                 out,
