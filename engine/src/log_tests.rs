@@ -679,6 +679,22 @@ fn active_segment_is_preallocated_and_cut_back_on_close_and_recovery() {
     });
 }
 
+/// A log of `batches` flushed batches of 16 records of 1,000 bytes, with a 64 KiB hot tail so
+/// that reads of all but its end come from the disk.
+async fn log_read_from_disk(dir: &Path, batches: usize) -> PartitionLog {
+    let config = LogConfig {
+        hot_tail_bytes: 64 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir, config).await;
+    for _ in 0..batches {
+        log.append(make_batch(16, 1_000, NOW), LeaderEpoch(1), NOW)
+            .unwrap();
+    }
+    log.flush().await.unwrap();
+    log
+}
+
 /// Sequential reads of on-disk data (a consumer catching up) are served through read-ahead:
 /// the bytes equal plain reads, read-ahead is actually held, and after `truncate_to` plus new
 /// appends the reader gets the new bytes, never what was read ahead before the truncation.
@@ -687,16 +703,7 @@ fn sequential_disk_reads_read_ahead_and_truncation_drops_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("topic-0");
     run_local(move || async move {
-        let config = LogConfig {
-            hot_tail_bytes: 64 * 1024,
-            ..LogConfig::default()
-        };
-        let log = open(&dir, config).await;
-        for _ in 0..64 {
-            log.append(make_batch(16, 1_000, NOW), LeaderEpoch(1), NOW)
-                .unwrap();
-        }
-        log.flush().await.unwrap();
+        let log = log_read_from_disk(&dir, 64).await;
         let everything = read_all(&log, Offset(0)).await;
 
         let mut from = Offset(0);
@@ -765,16 +772,7 @@ fn sequential_reads_of_changing_lengths_all_come_from_read_ahead() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("topic-0");
     run_local(move || async move {
-        let config = LogConfig {
-            hot_tail_bytes: 64 * 1024,
-            ..LogConfig::default()
-        };
-        let log = open(&dir, config).await;
-        for _ in 0..256 {
-            log.append(make_batch(16, 1_000, NOW), LeaderEpoch(1), NOW)
-                .unwrap();
-        }
-        log.flush().await.unwrap();
+        let log = log_read_from_disk(&dir, 256).await;
         let everything = read_all(&log, Offset(0)).await;
         let before = crate::read_ahead::stats();
 
