@@ -333,8 +333,11 @@ impl ReadAhead {
         stream.last_used = Instant::now();
         let mut next = stream.end_or(from);
         while next < target {
-            let Ok(length) = usize::try_from((target - next).min(READ_AHEAD_BLOCK_BYTES as u64))
-            else {
+            // Blocks end on multiples of the block size, so the disk sees aligned reads of
+            // whole blocks after the first (an unaligned read costs an extra page, and request).
+            let block = READ_AHEAD_BLOCK_BYTES as u64;
+            let block_end = (next / block + 1) * block;
+            let Ok(length) = usize::try_from(block_end.min(target) - next) else {
                 break;
             };
             let permit = match Permit::take(length) {
