@@ -271,6 +271,11 @@ impl Broker {
         }
     }
 
+    /// Changes the shard count (`--shards`) used by the next [`Broker::restart`].
+    pub fn set_shards(&mut self, shards: u32) {
+        self.options.shards = Some(shards);
+    }
+
     /// Starts the broker again on the same data dir, port and options (after [`Broker::stop`]
     /// or [`Broker::kill`]) and waits until it is ready.
     pub fn restart(&mut self) {

@@ -358,6 +358,18 @@ fn acknowledged_survive_with(
     stop: impl FnOnce(&mut Broker),
     topic: &str,
 ) {
+    acknowledged_survive_restarting(options, acks, stop, |_| {}, topic);
+}
+
+/// Like [`acknowledged_survive_with`], calling `before_restart` between the stop and the
+/// restart.
+fn acknowledged_survive_restarting(
+    options: BrokerOptions,
+    acks: &str,
+    stop: impl FnOnce(&mut Broker),
+    before_restart: impl FnOnce(&mut Broker),
+    topic: &str,
+) {
     let mut broker = options.shards(2).start();
     create_topic(&broker, topic);
     let workload = Workload::new(PAYLOAD_BYTES);
@@ -370,6 +382,7 @@ fn acknowledged_survive_with(
         "{topic}: {acknowledged} of {} messages sent were acknowledged before the stop",
         deliveries.len()
     );
+    before_restart(&mut broker);
     broker.restart();
     // Unacknowledged messages may or may not be there; every acknowledged one must be.
     let (_, found) = consume_all(&broker, topic, &workload, acknowledged);
@@ -422,6 +435,19 @@ fn acks_one_messages_survive_sigkill() {
         "1",
         Broker::kill,
         "acks1-crash-in-flight",
+    );
+}
+
+/// The journals of a 2-shard broker, restored by the same broker restarted with one shard:
+/// entries are found by partition, whichever shard wrote them.
+#[test]
+fn acks_one_messages_survive_sigkill_and_a_restart_with_one_shard() {
+    acknowledged_survive_restarting(
+        BrokerOptions::new(),
+        "1",
+        Broker::kill,
+        |broker| broker.set_shards(1),
+        "acks1-crash-fewer-shards",
     );
 }
 
