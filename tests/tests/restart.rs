@@ -451,6 +451,18 @@ fn acks_one_messages_survive_sigkill_and_a_restart_with_one_shard() {
     );
 }
 
+/// acks=all without `flush.on.ack.all` is answered like acks=1 (no fdatasync): through the
+/// journal, so SIGKILL loses nothing acknowledged either.
+#[test]
+fn acks_all_without_flush_messages_survive_sigkill() {
+    acknowledged_survive_with(
+        BrokerOptions::new().set("flush.on.ack.all", "false"),
+        "all",
+        Broker::kill,
+        "acksall-noflush-crash-in-flight",
+    );
+}
+
 /// acks=1 with `produce.ack.after.write`: no journal, the answer waits for the segment file.
 #[test]
 fn acks_one_messages_survive_sigkill_with_produce_ack_after_write() {
