@@ -185,7 +185,6 @@ pub struct AckJournal {
     pending: VecDeque<Pending>,
     /// Entries that did not fit (the caller waited for the write instead).
     full_count: u64,
-    recorded_bytes: u64,
 }
 
 impl std::fmt::Debug for AckJournal {
@@ -209,8 +208,6 @@ pub struct JournalStats {
     pub capacity_bytes: u64,
     /// Appends that found no room (their answers waited for the write).
     pub full_count: u64,
-    /// Bytes of record batches copied in since the journal was created.
-    pub recorded_bytes: u64,
 }
 
 impl AckJournal {
@@ -258,7 +255,6 @@ impl AckJournal {
             tail: 0,
             pending: VecDeque::new(),
             full_count: 0,
-            recorded_bytes: 0,
         })
     }
 
@@ -315,7 +311,6 @@ impl AckJournal {
             log: std::rc::Rc::downgrade(&log.shared),
             end_offset,
         });
-        self.recorded_bytes += records.len() as u64;
         true
     }
 
@@ -354,7 +349,6 @@ impl AckJournal {
             used_bytes: self.head - self.tail,
             capacity_bytes: self.capacity,
             full_count: self.full_count,
-            recorded_bytes: self.recorded_bytes,
         }
     }
 

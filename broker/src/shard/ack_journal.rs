@@ -100,8 +100,9 @@ impl LeftJournals {
         }
     }
 
-    /// Removes the files read, once their entries are in the logs.
-    pub fn remove(&self) {
+    /// Removes the files read, once their entries are in the logs (and drops this copy of
+    /// the entries).
+    pub fn remove(self) {
         for file in &self.files {
             if let Err(err) = fs::remove_file(file) {
                 warn!(file = %file.display(), error = %err, "cannot remove an old journal file");
@@ -169,7 +170,6 @@ impl ShardJournal {
 
     /// Copies appended batches into the journal; false when there is no journal or no room
     /// (the answer must then wait for the write).
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         log: &PartitionLog,

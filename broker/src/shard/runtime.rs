@@ -106,15 +106,16 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
     ))
     .detach();
 
-    let opened = shard
-        .open_owned_partitions(&startup.journal_entries)
-        .await
-        .and_then(|()| {
-            // Shard 0 serves `/metrics` for the whole process; a bind failure stops startup.
-            crate::metrics::http::start(&shard)
-                .map(|_| ())
-                .map_err(|err| err.to_string())
-        });
+    let restore = startup.journal_entries;
+    let opened = shard.open_owned_partitions(&restore).await;
+    // The entries are in the logs now: do not keep them for the broker's whole life.
+    drop(restore);
+    let opened = opened.and_then(|()| {
+        // Shard 0 serves `/metrics` for the whole process; a bind failure stops startup.
+        crate::metrics::http::start(&shard)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    });
     let serving = match opened {
         Ok(()) => true,
         Err(message) => {
