@@ -117,6 +117,41 @@ impl Latch {
     }
 }
 
+/// A latch that sets itself after `count` calls to [`Countdown::count_down`] (barriers
+/// between shards: every peer has opened its partitions, every peer has drained).
+pub struct Countdown {
+    left: Cell<usize>,
+    done: Rc<Latch>,
+}
+
+impl Countdown {
+    /// A countdown that is already done when `count` is 0.
+    pub fn new(count: usize) -> Countdown {
+        let done = Latch::new();
+        if count == 0 {
+            done.set();
+        }
+        Countdown {
+            left: Cell::new(count),
+            done,
+        }
+    }
+
+    /// Counts one arrival; the last one sets the latch. Extra calls are ignored.
+    pub fn count_down(&self) {
+        let left = self.left.get().saturating_sub(1);
+        self.left.set(left);
+        if left == 0 {
+            self.done.set();
+        }
+    }
+
+    /// Completes once every arrival was counted.
+    pub async fn wait(&self) {
+        self.done.wait().await;
+    }
+}
+
 struct Slot<T> {
     value: Option<T>,
     waker: Option<Waker>,
@@ -193,6 +228,20 @@ impl<T> Future for OneshotReceiver<T> {
 mod tests {
     use super::*;
     use futures_lite::future;
+
+    #[test]
+    fn countdown_completes_after_the_last_arrival_only() {
+        let countdown = Countdown::new(2);
+        let mut wait = Box::pin(countdown.wait());
+        assert!(future::block_on(future::poll_once(&mut wait)).is_none());
+        countdown.count_down();
+        assert!(future::block_on(future::poll_once(&mut wait)).is_none());
+        countdown.count_down();
+        assert!(future::block_on(future::poll_once(&mut wait)).is_some());
+        countdown.count_down();
+        future::block_on(countdown.wait());
+        future::block_on(Countdown::new(0).wait());
+    }
 
     #[test]
     fn listener_created_before_notify_completes() {

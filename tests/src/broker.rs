@@ -7,7 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -27,6 +27,8 @@ const STDERR_TAIL_BYTES: usize = 12_000;
 const TEST_JOURNAL_BYTES: u64 = 4 << 20;
 /// Pause between readiness probes while a broker starts.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// Connect timeout of one check that a stopped broker's port is free.
+const PORT_RELEASE_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Command-line options for `vaart start`, beyond the listen address and data dir that every
 /// [`Broker`] sets itself.
@@ -258,6 +260,7 @@ impl Broker {
                 STOP_TIMEOUT.as_secs()
             )),
         }
+        self.wait_port_released();
     }
 
     /// Hard stop: SIGKILL (no chance to flush), then waits for the process.
@@ -267,6 +270,26 @@ impl Broker {
             let _ = child.kill();
             if let Err(error) = child.wait() {
                 self.fail(format!("waiting for the killed broker: {error}"));
+            }
+            self.wait_port_released();
+        }
+    }
+
+    /// Waits until the port refuses connections. A process's listening sockets can outlive it
+    /// by a few milliseconds (io_uring tears its rings down after the exit); a connection
+    /// made meanwhile completes its handshake and is then reset, so a test that connects
+    /// right after a restart could reach the old process instead of the new one.
+    fn wait_port_released(&self) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match TcpStream::connect_timeout(&self.addr(), PORT_RELEASE_PROBE_TIMEOUT) {
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                _ if Instant::now() >= deadline => self.fail(format!(
+                    "port {} still takes connections {} s after the broker exited",
+                    self.port,
+                    STOP_TIMEOUT.as_secs()
+                )),
+                _ => thread::sleep(Duration::from_millis(1)),
             }
         }
     }
@@ -284,6 +307,16 @@ impl Broker {
             "restart() needs a stopped broker: call stop() or kill() first"
         );
         self.spawn_and_wait();
+    }
+
+    /// Starts the broker again like [`Broker::restart`] but returns at once, before it is
+    /// ready: a test can reach it while it starts. Call [`Broker::wait_until_ready`] after.
+    pub fn restart_without_waiting(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart_without_waiting() needs a stopped broker: call stop() or kill() first"
+        );
+        self.spawn();
     }
 
     /// Sends `signal` and waits up to `timeout`; returns the exit status, or None (after a
@@ -320,6 +353,11 @@ impl Broker {
     }
 
     fn spawn_and_wait(&mut self) {
+        self.spawn();
+        self.wait_until_ready();
+    }
+
+    fn spawn(&mut self) {
         self.start_count += 1;
         let stderr = self.open_log("vaart.stderr");
         let stdout = self.open_log("vaart.stdout");
@@ -375,7 +413,6 @@ impl Broker {
             Err(error) => self.fail(format!("spawning {:?}: {error}", command)),
         };
         self.child = Some(child);
-        self.wait_until_ready();
     }
 
     /// Opens a log file for appending and writes a separator naming this start.
@@ -393,7 +430,9 @@ impl Broker {
         file
     }
 
-    fn wait_until_ready(&mut self) {
+    /// Waits until the broker answers ApiVersions; fails the test (quoting its stderr) if it
+    /// exits or is not ready within [`START_TIMEOUT`].
+    pub fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::records::Compression;
 use rdkafka::producer::{Producer, PurgeConfig};
 use vaart_tests::clients::{self, Admin, DeliveryMap, RecordingProducer};
-use vaart_tests::wire::{error_code, KafkaConn};
+use vaart_tests::wire::{encode_batch, error_code, KafkaConn};
 use vaart_tests::workload::{self, TimestampCheck, Workload};
 use vaart_tests::{Broker, BrokerOptions};
 
@@ -478,4 +479,112 @@ fn acks_one_messages_survive_sigkill_with_produce_ack_after_write() {
 fn acknowledged_messages_survive_sigterm_during_produce() {
     // SIGTERM with requests in flight: the broker finishes them, flushes and exits 0.
     acknowledged_survive(Broker::stop, "stop-in-flight");
+}
+
+/// Records per batch the slow partition gets, and their payload size (batches just under
+/// the default max.message.bytes of 1 MiB).
+const BIG_BATCH_RECORDS: usize = 60;
+const BIG_RECORD_BYTES: usize = 16 * 1024;
+/// Batches the slow partition gets: 180 MiB for its shard to recover.
+const BIG_BATCHES: usize = 192;
+/// Connections made while the broker starts; each lands on one shard's listener.
+const EARLY_CONNECTIONS: usize = 8;
+/// One ListOffsets (latest) answer: partition, error code, offset.
+type EndAnswer = (i32, i16, i64);
+
+/// The shards share one port (SO_REUSEPORT). A connection that reaches a shard which has
+/// opened its partitions must still not be served before every other shard has opened its
+/// own: a request it forwards would find the partition missing (NOT_LEADER_OR_FOLLOWER).
+#[test]
+fn requests_made_while_the_broker_starts_find_every_partition_open() {
+    let mut broker = BrokerOptions::new().shards(2).start();
+    let mut conn = broker.check(KafkaConn::connect(broker.addr()), "connect");
+    // Placement is balanced: on two shards, the two partitions go to different shards.
+    let created = broker.check(
+        conn.create_topic("uneven", 2, &[("segment.bytes", "16777216")]),
+        "create topic",
+    );
+    assert_eq!(created, error_code::NONE, "CreateTopics error code");
+    // Partition 1 gets many segments, so after a SIGKILL its shard opens it far later than
+    // the other shard opens the nearly empty partition 0.
+    let payload: Vec<u8> = (0..BIG_RECORD_BYTES)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let records: Vec<_> = (0..BIG_BATCH_RECORDS)
+        .map(|_| (None, Some(payload.as_slice())))
+        .collect();
+    let batch = encode_batch(&records, workload::now_ms(), Compression::None);
+    for index in 0..BIG_BATCHES {
+        let answer = broker.check(conn.produce("uneven", 1, batch.clone(), 1), "produce");
+        assert_eq!(answer.error_code, error_code::NONE, "produce batch {index}");
+    }
+    let small = encode_batch(
+        &[(None, Some(b"small"))],
+        workload::now_ms(),
+        Compression::None,
+    );
+    let answer = broker.check(conn.produce("uneven", 0, small, 1), "produce");
+    assert_eq!(
+        answer.error_code,
+        error_code::NONE,
+        "produce to partition 0"
+    );
+    let expected: HashMap<i32, i64> =
+        HashMap::from([(0, 1), (1, (BIG_BATCHES * BIG_BATCH_RECORDS) as i64)]);
+    drop(conn);
+
+    broker.kill();
+    broker.restart_without_waiting();
+    // The port takes connections (the kernel completes the handshake) as soon as it is bound,
+    // before any shard accepts them.
+    let deadline = Instant::now() + vaart_tests::broker::START_TIMEOUT;
+    let mut early = Vec::with_capacity(EARLY_CONNECTIONS);
+    while early.len() < EARLY_CONNECTIONS {
+        match KafkaConn::connect(broker.addr()) {
+            Ok(conn) => early.push(conn),
+            Err(error) if Instant::now() >= deadline => {
+                broker.fail(format!("no connection while the broker starts: {error}"))
+            }
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    // Every connection asks at once, so those on the shard that opens first ask while the
+    // other is still opening.
+    let answers: Vec<Result<Vec<EndAnswer>, String>> = thread::scope(|scope| {
+        let asking: Vec<_> = early
+            .into_iter()
+            .map(|mut conn| {
+                scope.spawn(move || {
+                    [0, 1]
+                        .into_iter()
+                        .map(|partition| {
+                            conn.list_offset("uneven", partition, -1)
+                                .map(|answer| (partition, answer.error_code, answer.offset))
+                                .map_err(|error| format!("{error:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        asking
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("panicked".to_string()))
+            })
+            .collect()
+    });
+    broker.wait_until_ready();
+    for (index, answer) in answers.into_iter().enumerate() {
+        let answer = broker.check(answer, "ListOffsets while the broker starts");
+        for (partition, code, offset) in answer {
+            assert_eq!(
+                (code, offset),
+                (error_code::NONE, expected[&partition]),
+                "connection {index}: ListOffsets latest of uneven-{partition} while the broker starts"
+            );
+        }
+    }
+    broker.stop();
 }

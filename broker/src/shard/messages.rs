@@ -27,6 +27,8 @@ pub enum MeshRequest {
     Metadata(MetadataOp),
     /// From shard 0: swap in this snapshot (open/close partition logs as needed), then ack.
     ApplySnapshot(Arc<ClusterMetadata>),
+    /// Startup barrier: the sender has opened its partitions.
+    Opened,
     /// Shutdown barrier: the sender has no connections left.
     Drained,
     /// Data-path operations on partitions the receiver owns, batched per shard.

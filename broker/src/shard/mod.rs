@@ -41,7 +41,7 @@ use glommio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{BrokerConfig, HostPort};
-use crate::local_sync::{Event, Latch};
+use crate::local_sync::{Countdown, Event, Latch};
 use crate::metadata::ops::{self, MetadataOp, OpContext, TopicResult};
 use crate::metadata::store::{write_atomically, MetadataStore, METADATA_FILE};
 use crate::metadata::ClusterMetadata;
@@ -113,8 +113,10 @@ pub struct Shard {
     owner: Option<MetadataOwner>,
     /// Set when the process shuts down: stop accepting and reading requests.
     pub shutdown: Rc<Latch>,
-    drained_peers: Cell<usize>,
-    all_peers_drained: Rc<Latch>,
+    /// Startup barrier: counts peers that opened their partitions.
+    peers_opened: Countdown,
+    /// Shutdown barrier: counts peers with no connections left.
+    peers_drained: Countdown,
     connections: ConnectionCount,
     partitions: partitions::LocalPartitions,
     /// Serialises snapshot application (opening/closing logs awaits).
@@ -146,10 +148,7 @@ impl Shard {
     ) -> Shard {
         let config = live.effective.clone();
         let shard_count = mesh.shard_count();
-        let all_peers_drained = Latch::new();
-        if shard_count <= 1 {
-            all_peers_drained.set();
-        }
+        let peers = shard_count.saturating_sub(1);
         let producer_ids = store
             .is_some()
             .then(|| producer_ids::ProducerIdAllocator::new(config.data_dir.clone()));
@@ -171,8 +170,8 @@ impl Shard {
                 lock: Rc::new(Semaphore::new(1)),
             }),
             shutdown: Latch::new(),
-            drained_peers: Cell::new(0),
-            all_peers_drained,
+            peers_opened: Countdown::new(peers),
+            peers_drained: Countdown::new(peers),
             connections: ConnectionCount::default(),
             partitions: partitions::LocalPartitions::default(),
             snapshot_lock: Rc::new(Semaphore::new(1)),
@@ -320,8 +319,12 @@ impl Shard {
                 self.apply_snapshot(snapshot).await;
                 MeshReply::Ack
             }
+            MeshRequest::Opened => {
+                self.peers_opened.count_down();
+                MeshReply::Ack
+            }
             MeshRequest::Drained => {
-                self.note_peer_drained();
+                self.peers_drained.count_down();
                 MeshReply::Ack
             }
             MeshRequest::Partition(request) => {
@@ -395,14 +398,6 @@ impl Shard {
         }
     }
 
-    fn note_peer_drained(&self) {
-        let drained = self.drained_peers.get() + 1;
-        self.drained_peers.set(drained);
-        if drained + 1 >= self.shard_count {
-            self.all_peers_drained.set();
-        }
-    }
-
     /// Sends a partition batch to its owning shard and returns the owner's reply.
     pub async fn call_partitions(
         &self,
@@ -419,19 +414,34 @@ impl Shard {
         }
     }
 
+    /// Tells every peer this shard has opened its partitions.
+    pub async fn announce_opened(self: &Rc<Self>) -> Result<(), MeshError> {
+        self.announce(|| MeshRequest::Opened).await
+    }
+
+    /// Completes when every peer has announced it has opened its partitions. A shard accepts
+    /// no connection before: a request it forwards must find the owner's partitions open.
+    pub async fn wait_peers_opened(&self) {
+        self.peers_opened.wait().await;
+    }
+
     /// Tells every peer this shard has no connections left.
     pub async fn announce_drained(self: &Rc<Self>) -> Result<(), MeshError> {
-        for peer in 0..self.shard_count {
-            if peer != self.id.0 {
-                self.mesh.call(ShardId(peer), MeshRequest::Drained).await?;
-            }
-        }
-        Ok(())
+        self.announce(|| MeshRequest::Drained).await
     }
 
     /// Completes when every peer has announced it is drained.
     pub async fn wait_peers_drained(&self) {
-        self.all_peers_drained.wait().await;
+        self.peers_drained.wait().await;
+    }
+
+    async fn announce(&self, request: impl Fn() -> MeshRequest) -> Result<(), MeshError> {
+        for peer in 0..self.shard_count {
+            if peer != self.id.0 {
+                self.mesh.call(ShardId(peer), request()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Registers a new connection; returns its id.

@@ -138,7 +138,27 @@ pub async fn run_shard(startup: ShardStartup) -> Result<(), ShardError> {
             shard: id,
             result: Ok(()),
         });
-        accept_loop(&shard, &listener).await;
+        // The listeners share one port (SO_REUSEPORT), so a client can reach this shard while
+        // another is still opening the partitions a request would be forwarded to. Accept
+        // only once every shard has opened its own; a connection waits in the kernel's
+        // accept queue meanwhile.
+        let all_opened = future::or(
+            async {
+                if let Err(err) = shard.announce_opened().await {
+                    warn!(shard = %id, error = %err, "could not announce startup to every shard");
+                }
+                shard.wait_peers_opened().await;
+                true
+            },
+            async {
+                shard.shutdown.wait().await;
+                false
+            },
+        )
+        .await;
+        if all_opened {
+            accept_loop(&shard, &listener).await;
+        }
         drop(listener);
     } else {
         shard.shutdown.wait().await;
