@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use vaart_tests::cli::vaart_tool;
 use vaart_tests::wire::{error_code, KafkaConn, WireError, IO_TIMEOUT};
 use vaart_tests::BrokerOptions;
 
@@ -70,4 +71,46 @@ fn connections_beyond_max_connections_wait_until_one_closes() {
         .api_keys
         .iter()
         .any(|api| api.api_key == ApiKey::InitProducerId as i16));
+}
+
+/// The shards' sockets share their port with SO_REUSEPORT, which would also let a second
+/// broker join a port another one listens on and take a share of its connections. Like Kafka,
+/// a second broker on a port in use refuses to start, and the first keeps serving.
+#[test]
+fn a_second_broker_on_a_port_in_use_refuses_to_start() {
+    let broker = BrokerOptions::new().shards(2).start();
+    let workdir = broker.check(tempfile::tempdir(), "temp dir");
+    let data_dir = workdir.path().join("data");
+    let bootstrap = broker.bootstrap();
+    let metrics = format!(
+        "metrics.listen=127.0.0.1:{}",
+        vaart_tests::broker::free_port()
+    );
+    let journal = format!("produce.ack.journal.dir={}", workdir.path().display());
+    let second = vaart_tool(
+        &[
+            "start",
+            "--listen",
+            &bootstrap,
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--shards",
+            "2",
+            "--set",
+            &metrics,
+            "--set",
+            &journal,
+        ],
+        b"",
+    );
+    let stderr = second.assert_failure();
+    assert!(
+        stderr.contains(&format!("listen address {bootstrap} is in use")),
+        "the error names the address in use: {stderr}"
+    );
+    let mut conn = broker.check(KafkaConn::connect(broker.addr()), "connect");
+    broker.check(
+        conn.api_versions_raw(3),
+        "ApiVersions after the second start failed",
+    );
 }

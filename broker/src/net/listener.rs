@@ -6,11 +6,18 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 /// Listen backlog per socket.
 const LISTEN_BACKLOG: i32 = 1024;
+/// How long a start waits for a port another socket listens on. A process killed a moment
+/// ago can hold its listening sockets for a few milliseconds after it exits (its io_uring
+/// rings are torn down afterwards); a broker still running holds it for good.
+const PORT_IN_USE_WAIT: Duration = Duration::from_secs(2);
+/// Pause between two checks of a port in use.
+const PORT_IN_USE_RETRY: Duration = Duration::from_millis(20);
 
 /// Why the listen address could not be bound.
 #[derive(Debug, Error)]
@@ -27,6 +34,9 @@ pub enum ListenError {
     /// The host resolved to nothing.
     #[error("listen address {0} resolves to no address")]
     NoAddress(String),
+    /// Another socket listens on the address (another broker, or any other program).
+    #[error("listen address {0} is in use: another process listens on it")]
+    InUse(SocketAddr),
     /// A socket call failed.
     #[error("{op} {address}: {source}")]
     Socket {
@@ -58,6 +68,9 @@ pub fn bind_reuseport(
     address: SocketAddr,
     count: usize,
 ) -> Result<(Vec<OwnedFd>, SocketAddr), ListenError> {
+    if address.port() != 0 {
+        wait_until_free(address)?;
+    }
     let mut sockets = Vec::with_capacity(count);
     let mut bound = address;
     for _ in 0..count.max(1) {
@@ -74,14 +87,39 @@ pub fn bind_reuseport(
     Ok((sockets, bound))
 }
 
-fn bind_one(address: SocketAddr) -> Result<OwnedFd, ListenError> {
-    let fail = |op: &'static str| {
-        move |source: io::Error| ListenError::Socket {
-            op,
-            address,
-            source,
+/// SO_REUSEPORT lets any socket of the same user join a port's group, so a second broker
+/// started on a port a running one listens on would share its connections instead of failing.
+/// A socket bound without SO_REUSEPORT cannot join that group: if it cannot bind, someone
+/// listens there. (Ports in TIME_WAIT do not count: the check sets SO_REUSEADDR, as the real
+/// sockets do.)
+fn wait_until_free(address: SocketAddr) -> Result<(), ListenError> {
+    let deadline = Instant::now() + PORT_IN_USE_WAIT;
+    loop {
+        match new_socket(address).and_then(|socket| {
+            set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|source| {
+                ListenError::Socket {
+                    op: "setsockopt SO_REUSEADDR",
+                    address,
+                    source,
+                }
+            })?;
+            bind_to(&socket, address)
+        }) {
+            Ok(()) => return Ok(()),
+            Err(ListenError::Socket {
+                op: "bind", source, ..
+            }) if source.raw_os_error() == Some(libc::EADDRINUSE) => {
+                if Instant::now() >= deadline {
+                    return Err(ListenError::InUse(address));
+                }
+                std::thread::sleep(PORT_IN_USE_RETRY);
+            }
+            Err(err) => return Err(err),
         }
-    };
+    }
+}
+
+fn new_socket(address: SocketAddr) -> Result<OwnedFd, ListenError> {
     let domain = match address {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -89,14 +127,17 @@ fn bind_one(address: SocketAddr) -> Result<OwnedFd, ListenError> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(fail("socket")(io::Error::last_os_error()));
+        return Err(ListenError::Socket {
+            op: "socket",
+            address,
+            source: io::Error::last_os_error(),
+        });
     }
     // SAFETY: `fd` is a fresh, valid socket descriptor owned by nobody else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)
-        .map_err(fail("setsockopt SO_REUSEADDR"))?;
-    set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEPORT)
-        .map_err(fail("setsockopt SO_REUSEPORT"))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind_to(socket: &OwnedFd, address: SocketAddr) -> Result<(), ListenError> {
     let (storage, len) = to_sockaddr(address);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this address family.
     let rc = unsafe {
@@ -107,8 +148,29 @@ fn bind_one(address: SocketAddr) -> Result<OwnedFd, ListenError> {
         )
     };
     if rc != 0 {
-        return Err(fail("bind")(io::Error::last_os_error()));
+        return Err(ListenError::Socket {
+            op: "bind",
+            address,
+            source: io::Error::last_os_error(),
+        });
     }
+    Ok(())
+}
+
+fn bind_one(address: SocketAddr) -> Result<OwnedFd, ListenError> {
+    let fail = |op: &'static str| {
+        move |source: io::Error| ListenError::Socket {
+            op,
+            address,
+            source,
+        }
+    };
+    let socket = new_socket(address)?;
+    set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)
+        .map_err(fail("setsockopt SO_REUSEADDR"))?;
+    set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEPORT)
+        .map_err(fail("setsockopt SO_REUSEPORT"))?;
+    bind_to(&socket, address)?;
     // SAFETY: listen(2) on a bound socket we own.
     if unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(fail("listen")(io::Error::last_os_error()));
@@ -208,8 +270,31 @@ mod tests {
         let taken = plain.local_addr().expect("addr");
         assert!(matches!(
             bind_reuseport(taken, 1),
-            Err(ListenError::Socket { op: "bind", .. })
+            Err(ListenError::InUse(address)) if address == taken
         ));
+    }
+
+    #[test]
+    fn a_second_reuseport_group_on_a_port_in_use_is_an_error() {
+        let address = resolve("127.0.0.1:0").expect("resolve");
+        let (_first, bound) = bind_reuseport(address, 2).expect("bind");
+        assert!(matches!(
+            bind_reuseport(bound, 2),
+            Err(ListenError::InUse(address)) if address == bound
+        ));
+    }
+
+    #[test]
+    fn a_port_freed_while_waiting_is_taken() {
+        let address = resolve("127.0.0.1:0").expect("resolve");
+        let (first, bound) = bind_reuseport(address, 1).expect("bind");
+        let freeing = std::thread::spawn(move || {
+            std::thread::sleep(PORT_IN_USE_RETRY * 3);
+            drop(first);
+        });
+        let (second, again) = bind_reuseport(bound, 1).expect("bind after the port is freed");
+        assert_eq!((second.len(), again), (1, bound));
+        freeing.join().expect("the freeing thread");
     }
 
     #[test]
