@@ -18,6 +18,10 @@ pub struct MachineInfo {
     pub memory_bytes: Option<u64>,
     /// RLIMIT_MEMLOCK soft limit (None = unlimited); glommio pins ~3 × io_memory per executor.
     pub memlock_limit_bytes: Option<u64>,
+    /// DAMON monitors (`kdamond` kernel threads) running, None if the kernel has no DAMON
+    /// sysfs interface. They preempt whatever runs on their core for milliseconds at a time,
+    /// which shows in latency tails (see tuning.md).
+    pub damon_running: Option<usize>,
     pub disk: DiskInfo,
 }
 
@@ -48,6 +52,7 @@ impl MachineInfo {
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             memory_bytes: memory_bytes(),
             memlock_limit_bytes: memlock_limit_bytes(),
+            damon_running: running_kdamonds(Path::new(DAMON_KDAMONDS)),
             disk: DiskInfo::collect(dir),
         }
     }
@@ -55,8 +60,12 @@ impl MachineInfo {
     /// One line for the top of the printed report.
     pub fn summary(&self) -> String {
         let disk = &self.disk;
+        let damon = match self.damon_running {
+            Some(0) | None => String::new(),
+            Some(running) => format!("; DAMON running ({running} kdamond, see tuning.md)"),
+        };
         format!(
-            "{} cores ({}), kernel {}, {} GiB RAM; {} on {} ({}, {}, model {}, scheduler {})",
+            "{} cores ({}), kernel {}, {} GiB RAM; {} on {} ({}, {}, model {}, scheduler {}){damon}",
             self.cores,
             self.cpu_model.as_deref().unwrap_or("?"),
             self.kernel.as_deref().unwrap_or("?"),
@@ -202,6 +211,20 @@ fn count_cpu_list(list: &str) -> Option<usize> {
     (count > 0).then_some(count)
 }
 
+/// Where the kernel lists DAMON's monitors (one directory per kdamond).
+const DAMON_KDAMONDS: &str = "/sys/kernel/mm/damon/admin/kdamonds";
+
+/// How many kdamonds under `kdamonds` are `on`; None if the directory is missing.
+fn running_kdamonds(kdamonds: &Path) -> Option<usize> {
+    let entries = fs::read_dir(kdamonds).ok()?;
+    Some(
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| read_trimmed(entry.path().join("state")).as_deref() == Some("on"))
+            .count(),
+    )
+}
+
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
     let trimmed = text.trim();
@@ -242,6 +265,19 @@ mod tests {
 40 27 259:2 / /mnt/fast\\040disk rw,noatime shared:5 - xfs /dev/nvme0n1p2 rw,attr2
 41 27 0:38 / /mnt/fastx rw,relatime - tmpfs tmpfs rw
 ";
+
+    #[test]
+    fn counts_running_kdamonds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(running_kdamonds(&dir.path().join("missing")), None);
+        for (name, state) in [("0", "on\n"), ("1", "off\n"), ("2", "on")] {
+            let kdamond = dir.path().join(name);
+            fs::create_dir(&kdamond).expect("kdamond dir");
+            fs::write(kdamond.join("state"), state).expect("state file");
+        }
+        fs::write(dir.path().join("nr_kdamonds"), "3\n").expect("count file");
+        assert_eq!(running_kdamonds(dir.path()), Some(2));
+    }
 
     #[test]
     fn counts_kernel_cpu_lists() {
