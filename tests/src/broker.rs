@@ -101,6 +101,8 @@ pub struct Broker {
     _metrics_port_reservation: PortReservation,
     child: Option<Child>,
     start_count: u32,
+    /// Process ids of every start, to find the journal files they left (see `Drop`).
+    pids: Vec<u32>,
 }
 
 impl Broker {
@@ -133,6 +135,7 @@ impl Broker {
             _metrics_port_reservation: metrics_reservation,
             child: None,
             start_count: 0,
+            pids: Vec::new(),
         };
         broker.spawn_and_wait();
         broker
@@ -412,6 +415,7 @@ impl Broker {
             Ok(child) => child,
             Err(error) => self.fail(format!("spawning {:?}: {error}", command)),
         };
+        self.pids.push(child.id());
         self.child = Some(child);
     }
 
@@ -471,6 +475,7 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.remove_journals_outside_the_workdir();
         if thread::panicking() {
             if let Some(workdir) = self.workdir.take() {
                 let kept = workdir.keep();
@@ -478,6 +483,39 @@ impl Drop for Broker {
                     "vaart-tests: broker data dir and logs kept at {}",
                     kept.display()
                 );
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// A test that puts the acknowledgement journal outside the work folder (the real default,
+    /// /dev/shm) and fails before the broker removes it would leave up to the journal's size
+    /// of memory there: remove the files of this broker's processes
+    /// (`vaart-journal-<data dir>-<pid>-<shard>`).
+    fn remove_journals_outside_the_workdir(&self) {
+        let Some((_, dir)) = self
+            .options
+            .settings
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "produce.ack.journal.dir")
+        else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = name.starts_with("vaart-journal-")
+                && self
+                    .pids
+                    .iter()
+                    .any(|pid| name.contains(&format!("-{pid}-")));
+            if ours {
+                let _ = fs::remove_file(entry.path());
             }
         }
     }
