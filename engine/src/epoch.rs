@@ -23,6 +23,20 @@ impl EpochCache {
         }
     }
 
+    /// The (epoch, start offset) pairs, oldest first.
+    pub(crate) fn entries(&self) -> &[(LeaderEpoch, Offset)] {
+        &self.entries
+    }
+
+    /// A cache of `entries`; None unless both fields strictly increase (as `assign` keeps them).
+    pub(crate) fn from_entries(entries: Vec<(LeaderEpoch, Offset)>) -> Option<EpochCache> {
+        let ordered = entries.iter().all(|(epoch, _)| epoch.0 >= 0)
+            && entries
+                .windows(2)
+                .all(|pair| pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1);
+        ordered.then_some(EpochCache { entries })
+    }
+
     /// Drops epochs that start at or after `log_end_offset` (after truncation).
     pub(crate) fn truncate_from_end(&mut self, log_end_offset: Offset) {
         self.entries.retain(|&(_, start)| start < log_end_offset);

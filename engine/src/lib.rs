@@ -27,6 +27,7 @@
 pub mod backend;
 pub mod batch;
 mod checkpoint;
+mod clean_shutdown;
 pub mod compaction;
 pub mod config;
 mod epoch;
@@ -49,6 +50,7 @@ pub use backend::{
 };
 pub use batch::{validate_batches, BatchHeader, BatchSummary, Compression, BATCH_HEADER_LEN};
 pub use checkpoint::LOG_START_CHECKPOINT;
+pub use clean_shutdown::CLEAN_SHUTDOWN_FILE;
 pub use compaction::{CodecError, CompactionConfig, CompactionReport, RecordsCodec};
 pub use config::{LogConfig, TimestampType, DEFAULT_WRITE_LINGER_US};
 pub use error::{AppendError, BatchError, LogError, PoisonCause, ReadError, RecordsError};

@@ -21,11 +21,12 @@ use crate::{
         assign_offsets, record_positions, validate_batches, BatchHeader, BatchSummary, Compression,
         ATTR_LOG_APPEND_TIME, BATCH_HEADER_LEN, CRC_RANGE_START,
     },
+    clean_shutdown::{CleanShutdown, CLEAN_SHUTDOWN_FILE},
     config::{LogConfig, TimestampType},
     epoch::EpochCache,
     error::{AppendError, LogError, PoisonCause, ReadError},
     recovery::{recover, RecoveryReport},
-    segment::{Phase, Segment, SegmentFile},
+    segment::{write_whole_file, Phase, Segment, SegmentFile},
     signal::Signal,
     types::{LeaderEpoch, Offset, TimestampMs},
     writer::{run_writer, Command, WriterState, WriterStats},
@@ -836,14 +837,49 @@ impl<B: Backend> PartitionLog<B> {
             {
                 let state = self.shared.state.borrow();
                 if state.writer.exited {
-                    return if state.poison.is_some() {
-                        Err(LogError::Poisoned)
-                    } else {
-                        Ok(())
-                    };
+                    if state.poison.is_some() {
+                        return Err(LogError::Poisoned);
+                    }
+                    break;
                 }
             }
             self.shared.progress.wait(seen).await;
+        }
+        self.write_clean_shutdown_record().await;
+        Ok(())
+    }
+
+    /// After a clean close (every byte written and synced, every segment sealed with its
+    /// indexes): the record that lets the next open skip the scan (see `clean_shutdown`). A
+    /// failure only costs the next open a scan, so it is logged, not returned.
+    async fn write_clean_shutdown_record(&self) {
+        let (dir, bytes) = {
+            let state = self.shared.state.borrow();
+            let sealed = state
+                .segments
+                .iter()
+                .all(|segment| segment.written == segment.len);
+            let record = sealed
+                .then(|| CleanShutdown::describe(state.segments.iter(), &state.epochs))
+                .flatten()
+                .and_then(|record| record.encode());
+            (state.dir.clone(), record)
+        };
+        let Some(bytes) = bytes else {
+            tracing::warn!(dir = %dir.display(), "no clean-shutdown record: the next open scans the log");
+            return;
+        };
+        let path = dir.join(CLEAN_SHUTDOWN_FILE);
+        let written = match write_whole_file(&self.backend, &path, &bytes).await {
+            Ok(()) => self
+                .backend
+                .sync_dir(&dir)
+                .await
+                .map_err(|error| LogError::io("sync directory", &dir, error)),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            tracing::warn!(path = %path.display(), %error, "could not write the clean-shutdown record: the next open scans the log");
         }
     }
 

@@ -1207,3 +1207,197 @@ fn written_forces_the_write_without_a_sync() {
         log.close().await.unwrap();
     });
 }
+
+/// Everything recovery rebuilds, to compare an open from the clean-shutdown record with a scan.
+fn recovered_state(log: &PartitionLog) -> String {
+    let state = log.shared.state.borrow();
+    let segments: Vec<String> = state
+        .segments
+        .iter()
+        .map(|segment| {
+            format!(
+                "base {:?} len {} next {:?} max_ts {:?} since {} index {:?} time {:?} last {:?} written {} phase {:?}",
+                segment.base_offset,
+                segment.len,
+                segment.next_offset,
+                segment.max_timestamp,
+                segment.bytes_since_time_entry,
+                segment.index.entries(),
+                segment.time_index.entries(),
+                segment.batch_last_offsets,
+                segment.written,
+                segment.phase,
+            )
+        })
+        .collect();
+    format!(
+        "start {:?} end {:?} hw {:?} epochs {:?}\n{}",
+        state.log_start_offset,
+        state.log_end_offset,
+        state.high_watermark,
+        state.epochs.entries(),
+        segments.join("\n")
+    )
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 * 1024,
+        index_interval_bytes: 1024,
+        ..LogConfig::default()
+    }
+}
+
+/// A change made to a closed log's files: (log dir, `.log` files, `.index` files).
+type FileChange = fn(&Path, &[std::path::PathBuf], &[std::path::PathBuf]);
+
+/// Appends batches over several segments, two leader epochs and rising timestamps, then closes.
+async fn write_and_close(dir: &Path) {
+    let log = open(dir, small_segments()).await;
+    for index in 0..40i64 {
+        let epoch = if index < 25 {
+            LeaderEpoch(1)
+        } else {
+            LeaderEpoch(3)
+        };
+        let at = TimestampMs(NOW.0 + index * 10);
+        log.append(make_batch(3, 400 + (index as usize % 7), at), epoch, at)
+            .unwrap();
+    }
+    log.close().await.unwrap();
+}
+
+#[test]
+fn clean_shutdown_record_opens_the_log_as_the_scan_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        write_and_close(&dir).await;
+        let record = dir.join(crate::CLEAN_SHUTDOWN_FILE);
+        assert!(record.exists(), "a clean close leaves the record");
+
+        let (log, report) = PartitionLog::open(DirectBackend, &dir, small_segments())
+            .await
+            .unwrap();
+        assert!(report.from_clean_shutdown, "{report:?}");
+        assert!(report.is_clean(), "{report:?}");
+        assert!(report.segments > 3, "several segments: {report:?}");
+        assert!(
+            !record.exists(),
+            "the open removes the record before anything changes"
+        );
+        let from_record = recovered_state(&log);
+        let bytes = read_all(&log, Offset(0)).await;
+        assert_eq!(base_offsets(&bytes).len(), 40);
+        log.close().await.unwrap();
+
+        // The same log, scanned: without the record (as after a crash).
+        std::fs::remove_file(&record).unwrap();
+        let (log, report) = PartitionLog::open(DirectBackend, &dir, small_segments())
+            .await
+            .unwrap();
+        assert!(!report.from_clean_shutdown, "{report:?}");
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(recovered_state(&log), from_record);
+        assert_eq!(read_all(&log, Offset(0)).await, bytes);
+
+        // A log opened from the record takes appends and closes with a new record.
+        let info = log
+            .append(make_batch(2, 100, NOW), LeaderEpoch(4), NOW)
+            .unwrap();
+        assert_eq!(info.base_offset, Offset(120));
+        log.close().await.unwrap();
+        let (log, report) = PartitionLog::open(DirectBackend, &dir, small_segments())
+            .await
+            .unwrap();
+        assert!(report.from_clean_shutdown, "{report:?}");
+        assert_eq!(log.log_end_offset(), Offset(122));
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(3)),
+            Some((LeaderEpoch(3), Offset(120)))
+        );
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_crash_after_an_open_from_the_record_scans_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        write_and_close(&dir).await;
+        let log = open(&dir, small_segments()).await;
+        log.append(make_batch(2, 100, NOW), LeaderEpoch(3), NOW)
+            .unwrap();
+        log.flush().await.unwrap();
+        drop(log); // killed: no close, no record
+        let (log, report) = PartitionLog::open(DirectBackend, &dir, small_segments())
+            .await
+            .unwrap();
+        assert!(!report.from_clean_shutdown, "{report:?}");
+        assert_eq!(log.log_end_offset(), Offset(122));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn clean_shutdown_record_is_not_used_when_the_files_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run_local(move || async move {
+        // Changes made behind the record's back, each found, each followed by a scan.
+        let segment_files = |dir: &Path, suffix: &str| {
+            let mut files: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == suffix))
+                .collect();
+            files.sort();
+            files
+        };
+        let changes: [(&str, FileChange); 4] = [
+            ("a segment grew", |_, logs, _| {
+                let mut bytes = std::fs::read(&logs[1]).unwrap();
+                bytes.extend_from_slice(&[0u8; 512]);
+                std::fs::write(&logs[1], bytes).unwrap();
+            }),
+            ("a segment went missing", |_, logs, _| {
+                std::fs::remove_file(logs.last().unwrap()).unwrap();
+            }),
+            ("an index changed", |_, _, indexes| {
+                let mut bytes = std::fs::read(&indexes[0]).unwrap();
+                bytes.truncate(bytes.len() - 8);
+                std::fs::write(&indexes[0], bytes).unwrap();
+            }),
+            ("the record is damaged", |dir, _, _| {
+                let path = dir.join(crate::CLEAN_SHUTDOWN_FILE);
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[12] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+            }),
+        ];
+        for (what, change) in changes {
+            let _ = std::fs::remove_dir_all(&dir);
+            write_and_close(&dir).await;
+            let logs = segment_files(&dir, "log");
+            let indexes = segment_files(&dir, "index");
+            change(&dir, &logs, &indexes);
+            let (log, report) = PartitionLog::open(DirectBackend, &dir, small_segments())
+                .await
+                .unwrap();
+            assert!(!report.from_clean_shutdown, "{what}: {report:?}");
+            assert!(
+                !dir.join(crate::CLEAN_SHUTDOWN_FILE).exists(),
+                "{what}: the record is gone"
+            );
+            assert!(log.log_end_offset() > Offset(0), "{what}");
+            let bytes = read_all(&log, log.log_start_offset()).await;
+            assert_eq!(
+                validate_batches(&bytes).unwrap().len() as i64 * 3,
+                log.log_end_offset().0 - log.log_start_offset().0,
+                "{what}: the scanned log reads back whole"
+            );
+            log.close().await.unwrap();
+        }
+    });
+}

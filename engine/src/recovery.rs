@@ -21,6 +21,7 @@ use crate::{
     backend::{align_down, Backend, FileHandle, OpenMode},
     batch::{validate_stored_batch_at, BatchHeader, BATCH_HEADER_LEN},
     checkpoint::read_log_start,
+    clean_shutdown::{CleanShutdown, CLEAN_SHUTDOWN_FILE},
     config::LogConfig,
     epoch::EpochCache,
     error::{BatchError, LogError},
@@ -57,6 +58,9 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<PathBuf>,
     /// Index files without a log file, removed.
     pub orphans_removed: Vec<PathBuf>,
+    /// The log was opened from its clean-shutdown record: no batch was read (see
+    /// `clean_shutdown`). False after a crash, or if the record did not match the files.
+    pub from_clean_shutdown: bool,
 }
 
 impl RecoveryReport {
@@ -171,6 +175,10 @@ pub(crate) async fn recover<B: Backend>(
         .list_dir(dir)
         .await
         .map_err(|error| LogError::io("list directory", dir, error))?;
+    // Read and removed before anything else: the files may change from here on, and a crash
+    // during or after this open must find no record.
+    let record = take_clean_shutdown_record(backend, dir, &entries).await?;
+    let mut leftovers = false;
     let mut logs = BTreeMap::new();
     let mut others = Vec::new();
     for path in entries {
@@ -185,6 +193,7 @@ pub(crate) async fn recover<B: Backend>(
                 .await
                 .map_err(|error| LogError::io("remove", &path, error))?;
             tracing::info!(path = %path.display(), "removed unfinished log compaction output");
+            leftovers = true;
             continue;
         }
         match parse_segment_file_name(&path) {
@@ -210,6 +219,30 @@ pub(crate) async fn recover<B: Backend>(
     let mut segments: VecDeque<Segment> = VecDeque::new();
     let mut epochs = EpochCache::default();
     let mut end_of_log: Option<DeleteReason> = None;
+    let from_record = match record {
+        Some(_) if leftovers || !report.orphans_removed.is_empty() => {
+            tracing::warn!(dir = %dir.display(), "clean-shutdown record ignored: the directory held leftover files; scanning the log");
+            None
+        }
+        Some(record) => match segments_from_record(backend, dir, &logs, record).await? {
+            Ok(opened) => Some(opened),
+            Err(reason) => {
+                tracing::warn!(dir = %dir.display(), reason, "clean-shutdown record does not match the log; scanning it");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some((opened, opened_epochs)) = from_record {
+        report.batches = opened
+            .iter()
+            .map(|segment| segment.index.len() as u64)
+            .sum();
+        report.from_clean_shutdown = true;
+        segments = opened;
+        epochs = opened_epochs;
+        logs = BTreeMap::new();
+    }
     for (base, path) in logs {
         let paths = SegmentPaths::new(dir, base);
         if let Some(previous) = segments.back() {
@@ -333,6 +366,141 @@ pub(crate) async fn recover<B: Backend>(
         tail_page,
         report,
     })
+}
+
+/// Reads the clean-shutdown record if `entries` list one, then removes it (and syncs the
+/// directory). A damaged record is removed too and counts as none.
+async fn take_clean_shutdown_record<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    entries: &[PathBuf],
+) -> Result<Option<CleanShutdown>, LogError> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    if !entries.contains(&path) {
+        return Ok(None);
+    }
+    let bytes = read_whole_file(backend, &path).await?;
+    backend
+        .remove(&path)
+        .await
+        .map_err(|error| LogError::io("remove", &path, error))?;
+    backend
+        .sync_dir(dir)
+        .await
+        .map_err(|error| LogError::io("sync directory", dir, error))?;
+    let record = bytes.and_then(|bytes| CleanShutdown::decode(&bytes));
+    if record.is_none() {
+        tracing::warn!(path = %path.display(), "damaged clean-shutdown record ignored; scanning the log");
+    }
+    Ok(record)
+}
+
+/// The segments (open, sealed) and epochs a clean-shutdown record describes, if the segment
+/// files and index files are exactly what it says; otherwise why not.
+async fn segments_from_record<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    logs: &BTreeMap<Offset, PathBuf>,
+    record: CleanShutdown,
+) -> Result<Result<(VecDeque<Segment>, EpochCache), &'static str>, LogError> {
+    let Some(epochs) = EpochCache::from_entries(record.epochs) else {
+        return Ok(Err("epochs out of order"));
+    };
+    // An empty segment the writer never created a file for has nothing on disk.
+    let described: Vec<_> = record
+        .segments
+        .into_iter()
+        .filter(|segment| segment.len > 0 || logs.contains_key(&segment.base_offset))
+        .collect();
+    if described.len() != logs.len()
+        || !described
+            .iter()
+            .zip(logs.keys())
+            .all(|(segment, base)| segment.base_offset == *base)
+    {
+        return Ok(Err("the segment files are not the ones recorded"));
+    }
+    let mut segments = VecDeque::with_capacity(described.len());
+    for (entry, path) in described.into_iter().zip(logs.values()) {
+        if segments
+            .back()
+            .is_some_and(|previous: &Segment| previous.next_offset != entry.base_offset)
+        {
+            return Ok(Err("recorded segments do not continue each other"));
+        }
+        let file = backend
+            .open(path, OpenMode::Existing)
+            .await
+            .map_err(|error| LogError::io("open", path, error))?;
+        let file_len = file
+            .size()
+            .await
+            .map_err(|error| LogError::io("stat", path, error))?;
+        if file_len != entry.len {
+            return Ok(Err("a segment file's size is not the recorded length"));
+        }
+        let paths = SegmentPaths::new(dir, entry.base_offset);
+        let (Some(index_bytes), Some(time_index_bytes)) = (
+            read_whole_file(backend, &paths.index).await?,
+            read_whole_file(backend, &paths.time_index).await?,
+        ) else {
+            return Ok(Err("an index file is missing"));
+        };
+        let index_bytes: &[u8] = &index_bytes;
+        let time_index_bytes: &[u8] = &time_index_bytes;
+        if crc32c::crc32c(index_bytes) != entry.index_crc
+            || crc32c::crc32c(time_index_bytes) != entry.time_index_crc
+        {
+            return Ok(Err("an index file is not the one the close sealed"));
+        }
+        let relative_end = u64::try_from(entry.next_offset.0 - entry.base_offset.0).unwrap_or(0);
+        let (Ok(index), Ok(time_index_file)) = (
+            OffsetIndex::decode(index_bytes, entry.len),
+            TimeIndex::decode(time_index_bytes, relative_end),
+        ) else {
+            return Ok(Err("an index file is damaged"));
+        };
+        let mut time_index = TimeIndex::new();
+        for time_entry in time_index_file
+            .entries()
+            .iter()
+            .take(entry.time_entries as usize)
+        {
+            if !time_index.push(*time_entry) {
+                return Ok(Err("a time index is out of order"));
+            }
+        }
+        let mut segment = Segment::new(segments.len() as u64, dir, entry.base_offset);
+        segment.index = index;
+        segment.time_index = time_index;
+        segment.len = entry.len;
+        segment.next_offset = entry.next_offset;
+        segment.max_timestamp = entry.max_timestamp;
+        segment.bytes_since_time_entry = entry.bytes_since_time_entry;
+        segment.batch_last_offsets = entry.batch_last_offsets;
+        let consistent = segment.index.len() == entry.index_entries as usize
+            && segment.time_index.len() == entry.time_entries as usize
+            && segment
+                .batch_last_offsets
+                .as_ref()
+                .is_none_or(|last| last.len() == segment.index.len())
+            && match segment.index.entries().last() {
+                None => segment.len == 0 && segment.next_offset == segment.base_offset,
+                Some(last) => u64::from(last.relative_offset) < relative_end,
+            };
+        // The indexes as the record rebuilds them must be the files, byte for byte.
+        let (index_expected, time_index_expected) = segment.encoded_indexes();
+        if !consistent || index_expected != index_bytes || time_index_expected != time_index_bytes {
+            return Ok(Err("the index files do not match the record"));
+        }
+        segment.file = Some(file);
+        segment.staged = segment.len;
+        segment.written = segment.len;
+        segment.allocated = segment.len;
+        segment.phase = Phase::Sealed;
+        segments.push_back(segment);
+    }
+    Ok(Ok((segments, epochs)))
 }
 
 async fn file_size<B: Backend>(backend: &B, path: &Path) -> Result<u64, LogError> {

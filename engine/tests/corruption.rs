@@ -10,7 +10,7 @@ use vaart_engine::{
     prime_direct_io,
     testing::{make_batch, run_local},
     validate_batches, DeleteReason, DirectBackend, LeaderEpoch, LogConfig, Offset, PartitionLog,
-    RecoveryReport, TimestampMs, TruncationReason,
+    RecoveryReport, TimestampMs, TruncationReason, CLEAN_SHUTDOWN_FILE,
 };
 
 const NOW: TimestampMs = TimestampMs(1_700_000_000_000);
@@ -23,7 +23,10 @@ fn config() -> LogConfig {
     }
 }
 
-/// Builds a closed log of `batches` batches (3 records, ~1.5 KB each) over several segments.
+/// Builds a log of `batches` batches (3 records, ~1.5 KB each) over several segments, written
+/// in full but without its clean-shutdown record, as a broker killed after writing leaves it:
+/// the next open scans every batch. (A record vouches for the files as the close left them;
+/// see `clean_shutdown_record_*` in the log tests.)
 fn build_log(dir: &Path, batches: usize) {
     let dir = dir.to_path_buf();
     run_local(move || async move {
@@ -36,10 +39,12 @@ fn build_log(dir: &Path, batches: usize) {
                 .unwrap();
         }
         log.close().await.unwrap();
+        std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)).unwrap();
     });
 }
 
-/// Reopens the log and returns its recovery report and all bytes from the log start.
+/// Reopens the log and returns its recovery report and all bytes from the log start; leaves
+/// it closed without its clean-shutdown record, like [`build_log`].
 fn reopen(dir: &Path) -> (RecoveryReport, Vec<u8>, Offset) {
     let dir = dir.to_path_buf();
     run_local(move || async move {
@@ -60,6 +65,7 @@ fn reopen(dir: &Path) -> (RecoveryReport, Vec<u8>, Offset) {
         assert_eq!(info.base_offset, end);
         log.truncate_to(end).await.unwrap();
         log.close().await.unwrap();
+        std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)).unwrap();
         (report, bytes, end)
     })
 }
