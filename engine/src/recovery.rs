@@ -306,11 +306,7 @@ pub(crate) async fn recover<B: Backend>(
             });
         }
         check_indexes(backend, &segment, &mut report).await?;
-        segment.file = Some(file);
-        segment.staged = segment.len;
-        segment.written = segment.len;
-        segment.allocated = segment.len;
-        segment.phase = Phase::Sealed;
+        segment.seal_as_found(file);
         segments.push_back(segment);
     }
 
@@ -493,11 +489,7 @@ async fn segments_from_record<B: Backend>(
         if !consistent || index_expected != index_bytes || time_index_expected != time_index_bytes {
             return Ok(Err("the index files do not match the record"));
         }
-        segment.file = Some(file);
-        segment.staged = segment.len;
-        segment.written = segment.len;
-        segment.allocated = segment.len;
-        segment.phase = Phase::Sealed;
+        segment.seal_as_found(file);
         segments.push_back(segment);
     }
     Ok(Ok((segments, epochs)))

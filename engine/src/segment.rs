@@ -182,6 +182,16 @@ impl Segment {
         })
     }
 
+    /// A segment found on disk at open: every byte of it is written, and it is sealed until
+    /// the open makes the last one active.
+    pub(crate) fn seal_as_found(&mut self, file: FileHandle) {
+        self.file = Some(file);
+        self.staged = self.len;
+        self.written = self.len;
+        self.allocated = self.len;
+        self.phase = Phase::Sealed;
+    }
+
     /// `offset - base_offset` as u32.
     pub(crate) fn relative(&self, offset: Offset) -> Option<u32> {
         offset
