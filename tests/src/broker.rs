@@ -176,6 +176,18 @@ impl Broker {
         self.workdir_path.join("vaart.stderr")
     }
 
+    /// The broker's stderr (its log) since its latest start.
+    pub fn log_of_last_start(&self) -> String {
+        let text = fs::read(self.stderr_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        let marker = format!("=== vaart-tests: start #{} ", self.start_count);
+        match text.rfind(&marker) {
+            Some(start) => text[start..].to_owned(),
+            None => text,
+        }
+    }
+
     /// The last part of the broker's stderr, for failure messages.
     pub fn stderr_tail(&self) -> String {
         let text = fs::read(self.stderr_path())

@@ -102,6 +102,23 @@ fn log_end_offsets(broker: &Broker, topic: &str) -> HashMap<i32, i64> {
         .collect()
 }
 
+/// Per shard, from the log of the broker's latest start: (partitions opened, logs of them read
+/// whole because they had no clean-shutdown record).
+fn partitions_opened_and_scanned(broker: &Broker) -> Vec<(usize, usize)> {
+    let field = |line: &str, name: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| broker.fail(format!("no {name}N in log line: {line}")))
+    };
+    broker
+        .log_of_last_start()
+        .lines()
+        .filter(|line| line.contains("partition logs opened"))
+        .map(|line| (field(line, "partitions="), field(line, "scanned=")))
+        .collect()
+}
+
 /// The topic id the broker reports in Metadata (v10+ carry it).
 fn topic_id(broker: &Broker, topic: &str) -> String {
     let mut conn = broker.check(KafkaConn::connect(broker.addr()), "connect");
@@ -167,6 +184,21 @@ fn sigterm_restart_keeps_topics_ids_configs_and_messages_and_offsets_continue() 
 
     broker.stop();
     broker.restart();
+    // A graceful stop leaves every log its clean-shutdown record: nothing is read whole.
+    let opened = partitions_opened_and_scanned(&broker);
+    assert_eq!(opened.len(), 2, "one line per shard: {opened:?}");
+    assert!(
+        opened
+            .iter()
+            .map(|(partitions, _)| partitions)
+            .sum::<usize>()
+            >= 3,
+        "{opened:?}"
+    );
+    assert!(
+        opened.iter().all(|(_, scanned)| *scanned == 0),
+        "no log scanned after SIGTERM: {opened:?}"
+    );
 
     let admin = Admin::new(&broker.bootstrap());
     assert_eq!(
@@ -256,6 +288,15 @@ fn sigkill_after_acks_all_flush_keeps_every_acknowledged_message() {
 
     broker.kill();
     broker.restart();
+    // No clean-shutdown record after SIGKILL: every log is read whole and checked.
+    let opened = partitions_opened_and_scanned(&broker);
+    assert!(
+        !opened.is_empty()
+            && opened
+                .iter()
+                .all(|(partitions, scanned)| scanned == partitions),
+        "every log scanned after SIGKILL: {opened:?}"
+    );
 
     let (consumed, found) = consume_all(&broker, "durable", &workload, count);
     assert_eq!(

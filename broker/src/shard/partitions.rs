@@ -278,22 +278,27 @@ impl Shard {
             })?;
         let snapshot = self.metadata();
         let mut opened = 0usize;
+        let mut scanned = 0usize;
         for topic in snapshot.topics.values() {
             for (index, partition) in topic.partitions.iter().enumerate() {
                 if partition.shard != self.id {
                     continue;
                 }
                 let index = i32::try_from(index).unwrap_or(i32::MAX);
-                self.open_partition(topic, index, partition.leader_epoch, Some(restore))
+                let (_, was_scanned) = self
+                    .open_partition(topic, index, partition.leader_epoch, Some(restore))
                     .await
                     .map_err(|err| {
                         format!("cannot open partition {}-{index}: {err}", topic.name)
                     })?;
                 opened += 1;
+                scanned += usize::from(was_scanned);
             }
         }
         self.rebalance_hot_tails();
-        info!(shard = %self.id, partitions = opened, "partition logs opened");
+        // `scanned`: logs read whole because they had no clean-shutdown record (a crash, a
+        // kill); the others opened from it without reading their data.
+        info!(shard = %self.id, partitions = opened, scanned, "partition logs opened");
         Ok(())
     }
 
@@ -320,19 +325,21 @@ impl Shard {
         }
     }
 
+    /// Opens one partition's log (restoring journal entries it lacks) and its producer state.
+    /// Also says whether the log was read whole at open (no clean-shutdown record).
     async fn open_partition(
         &self,
         topic: &TopicMeta,
         index: i32,
         leader_epoch: i32,
         restore: Option<&RestoreSet>,
-    ) -> Result<Rc<PartitionState>, LogError> {
+    ) -> Result<(Rc<PartitionState>, bool), LogError> {
         let key = PartitionKey {
             topic_id: topic.id,
             partition: index,
         };
         if let Some(existing) = self.partitions.get(&key) {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let settings = resolve_settings(&topic.configs, &self.current_config());
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
@@ -368,7 +375,7 @@ impl Shard {
             journal_key,
         });
         self.partitions.map.borrow_mut().insert(key, state.clone());
-        Ok(state)
+        Ok((state, !report.from_clean_shutdown))
     }
 
     /// Brings this shard's partitions in line with a new snapshot: opens added partitions it
