@@ -10,7 +10,7 @@ use crate::{
     config::{LogConfig, TimestampType},
     error::{AppendError, LogError, ReadError},
     log::{Chunk, PartitionLog},
-    testing::{make_batch, run_local, BatchBuilder},
+    testing::{make_batch, run_local, segment_files, BatchBuilder},
     types::{LeaderEpoch, Offset, TimestampMs},
 };
 
@@ -1346,15 +1346,6 @@ fn clean_shutdown_record_is_not_used_when_the_files_changed() {
     let dir = tmp.path().join("t-0");
     run_local(move || async move {
         // Changes made behind the record's back, each found, each followed by a scan.
-        let segment_files = |dir: &Path, suffix: &str| {
-            let mut files: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .map(|entry| entry.unwrap().path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == suffix))
-                .collect();
-            files.sort();
-            files
-        };
         let changes: [(&str, FileChange); 4] = [
             ("a segment grew", |_, logs, _| {
                 let mut bytes = std::fs::read(&logs[1]).unwrap();

@@ -217,3 +217,15 @@ where
         .join()
         .expect("join the glommio executor")
 }
+
+/// The files of a log directory whose extension is `suffix` (`log`, `index`, `timeindex`), in
+/// name order, which is base-offset order. Panics if the directory cannot be read (tests only).
+pub fn segment_files(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .expect("read the log directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == suffix))
+        .collect();
+    files.sort();
+    files
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use vaart_engine::{
     index::OffsetIndex,
     prime_direct_io,
-    testing::{make_batch, run_local},
+    testing::{make_batch, run_local, segment_files},
     validate_batches, DeleteReason, DirectBackend, LeaderEpoch, LogConfig, Offset, PartitionLog,
     RecoveryReport, TimestampMs, TruncationReason, CLEAN_SHUTDOWN_FILE,
 };
@@ -68,16 +68,6 @@ fn reopen(dir: &Path) -> (RecoveryReport, Vec<u8>, Offset) {
         std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)).unwrap();
         (report, bytes, end)
     })
-}
-
-fn segment_files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().and_then(|ext| ext.to_str()) == Some(suffix))
-        .collect();
-    files.sort();
-    files
 }
 
 /// (position, base offset, length) of every batch in a segment file.

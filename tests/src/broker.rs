@@ -176,11 +176,14 @@ impl Broker {
         self.workdir_path.join("vaart.stderr")
     }
 
+    /// The broker's whole stderr (every start), lossily decoded.
+    fn read_stderr(&self) -> std::io::Result<String> {
+        fs::read(self.stderr_path()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// The broker's stderr (its log) since its latest start.
     pub fn log_of_last_start(&self) -> String {
-        let text = fs::read(self.stderr_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
+        let text = self.read_stderr().unwrap_or_default();
         let marker = format!("=== vaart-tests: start #{} ", self.start_count);
         match text.rfind(&marker) {
             Some(start) => text[start..].to_owned(),
@@ -190,11 +193,9 @@ impl Broker {
 
     /// The last part of the broker's stderr, for failure messages.
     pub fn stderr_tail(&self) -> String {
-        let text = fs::read(self.stderr_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_else(|error| {
-                format!("<cannot read {}: {error}>", self.stderr_path().display())
-            });
+        let text = self.read_stderr().unwrap_or_else(|error| {
+            format!("<cannot read {}: {error}>", self.stderr_path().display())
+        });
         match text.len().checked_sub(STDERR_TAIL_BYTES) {
             Some(start) => {
                 let start = (start..text.len())

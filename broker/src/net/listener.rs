@@ -76,11 +76,7 @@ pub fn bind_reuseport(
     for _ in 0..count.max(1) {
         let socket = bind_one(bound)?;
         if bound.port() == 0 {
-            bound = local_addr(&socket).map_err(|source| ListenError::Socket {
-                op: "getsockname",
-                address,
-                source,
-            })?;
+            bound = local_addr(&socket).map_err(socket_error("getsockname", address))?;
         }
         sockets.push(socket);
     }
@@ -96,13 +92,8 @@ fn wait_until_free(address: SocketAddr) -> Result<(), ListenError> {
     let deadline = Instant::now() + PORT_IN_USE_WAIT;
     loop {
         match new_socket(address).and_then(|socket| {
-            set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|source| {
-                ListenError::Socket {
-                    op: "setsockopt SO_REUSEADDR",
-                    address,
-                    source,
-                }
-            })?;
+            set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)
+                .map_err(socket_error("setsockopt SO_REUSEADDR", address))?;
             bind_to(&socket, address)
         }) {
             Ok(()) => return Ok(()),
@@ -119,6 +110,15 @@ fn wait_until_free(address: SocketAddr) -> Result<(), ListenError> {
     }
 }
 
+/// Maps an error of socket call `op` on `address`.
+fn socket_error(op: &'static str, address: SocketAddr) -> impl Fn(io::Error) -> ListenError {
+    move |source| ListenError::Socket {
+        op,
+        address,
+        source,
+    }
+}
+
 fn new_socket(address: SocketAddr) -> Result<OwnedFd, ListenError> {
     let domain = match address {
         SocketAddr::V4(_) => libc::AF_INET,
@@ -127,11 +127,7 @@ fn new_socket(address: SocketAddr) -> Result<OwnedFd, ListenError> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(ListenError::Socket {
-            op: "socket",
-            address,
-            source: io::Error::last_os_error(),
-        });
+        return Err(socket_error("socket", address)(io::Error::last_os_error()));
     }
     // SAFETY: `fd` is a fresh, valid socket descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -148,23 +144,13 @@ fn bind_to(socket: &OwnedFd, address: SocketAddr) -> Result<(), ListenError> {
         )
     };
     if rc != 0 {
-        return Err(ListenError::Socket {
-            op: "bind",
-            address,
-            source: io::Error::last_os_error(),
-        });
+        return Err(socket_error("bind", address)(io::Error::last_os_error()));
     }
     Ok(())
 }
 
 fn bind_one(address: SocketAddr) -> Result<OwnedFd, ListenError> {
-    let fail = |op: &'static str| {
-        move |source: io::Error| ListenError::Socket {
-            op,
-            address,
-            source,
-        }
-    };
+    let fail = |op| socket_error(op, address);
     let socket = new_socket(address)?;
     set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)
         .map_err(fail("setsockopt SO_REUSEADDR"))?;
